@@ -1,0 +1,29 @@
+// N-API shim: plain verbs over the native engine. Defaults, validation and
+// error messages live in TypeScript (lib/); this file only converts values.
+#include <napi.h>
+
+#include "core/drop_reason.h"
+
+namespace {
+
+// Bumped whenever a layout or verb exported here changes meaning; TypeScript
+// refuses to run against an addon whose version it does not know.
+constexpr uint32_t kAddonAbiVersion = 1;
+
+Napi::Value DropReasons(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const auto count = static_cast<uint32_t>(l4lb::core::DropReason::count);
+  Napi::Array names = Napi::Array::New(env, count);
+  for (uint32_t i = 0; i < count; ++i) names.Set(i, Napi::String::New(env, l4lb::core::kDropReasonNames[i]));
+  return names;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("abiVersion", Napi::Number::New(env, kAddonAbiVersion));
+  exports.Set("dropReasons", Napi::Function::New(env, DropReasons, "dropReasons"));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(l4lb, Init)
