@@ -2,6 +2,7 @@
 // error messages live in TypeScript (lib/); this file only converts values.
 #include <napi.h>
 
+#include "addon/layout.h"
 #include "core/drop_reason.h"
 
 namespace {
@@ -21,6 +22,7 @@ Napi::Value DropReasons(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("abiVersion", Napi::Number::New(env, kAddonAbiVersion));
   exports.Set("dropReasons", Napi::Function::New(env, DropReasons, "dropReasons"));
+  exports.Set("layout", l4lb::addon::ExportLayout(env));
   return exports;
 }
 
