@@ -7,12 +7,74 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
+import type { Layout } from '../shm/layout.js';
+
+export interface NativeEngineOptions {
+  workers?: number;
+  ports?: number;
+  /** Start worker threads (else the caller steps the workers with poll()). */
+  threaded?: boolean;
+  polling?: 'busy' | 'adaptive';
+  flowSlots?: number;
+  backendSlots?: number;
+  maglevTableSize?: number;
+  ringFrames?: number;
+  /** 16 bytes; default: random. Balancers that must hash flows alike share one. */
+  hashKey?: Uint8Array;
+  timeouts?: {
+    tcpSynMs?: number;
+    tcpEstablishedMs?: number;
+    tcpClosingMs?: number;
+    tcpClosedMs?: number;
+    udpMs?: number;
+    otherMs?: number;
+  };
+}
+
+/** Per-worker counters; names come from native/core/counters.h. */
+export interface NativeWorkerCounters {
+  [counter: string]: number | Record<string, number>;
+  drops: Record<string, number>;
+  flows: Record<string, number>;
+}
+
+export interface NativeBackendCounters {
+  packets: number;
+  bytes: number;
+  flowsCreated: number;
+  activeFlows: number;
+}
+
+/** The native engine handle (native/addon/engine_binding.cc). */
+export interface NativeEngine {
+  /** Adopts a snapshot; throws an Error with code 'ESNAPSHOT' naming the rule it breaks. */
+  publish(snapshot: Uint8Array): void;
+  /** Manual mode: runs one batch of every worker with the given clock (ns). Returns frames received. */
+  poll(nowNs: bigint | number): number;
+  /** Memory driver: a frame arriving on `port`. False when the ring is full or the frame too long. */
+  inject(port: number, frame: Uint8Array, flags?: number): boolean;
+  /** Memory driver: the next frame transmitted on `port`, or null. */
+  take(port: number): Buffer | null;
+  counters(): NativeWorkerCounters[];
+  backendCounters(slots: number[]): NativeBackendCounters[];
+  flowOccupancy(): { forward: number; reverse: number; templates: number };
+  maglevChangedSlots(serviceIndex: number): number | null;
+  start(): void;
+  /** Idempotent: stops the workers and frees the engine. */
+  close(): void;
+}
+
 /** The addon's exports, as seen from TypeScript. */
 export interface NativeBinding {
   /** Changes whenever a verb or shared layout changes meaning. */
   readonly abiVersion: number;
   /** Names of the drop reasons, indexed by the native DropReason value. */
   dropReasons(): string[];
+  /** Sizes, offsets and constants of the shared layouts (native/shm/layout.h). */
+  readonly layout: Layout;
+  /** Frame flag bits for inject(). */
+  readonly frameFlags: { checksumPartial: number };
+  readonly Engine: new (options: NativeEngineOptions) => NativeEngine;
 }
 
 /** The ABI version this TypeScript code was written against. */

@@ -2,7 +2,9 @@
 // error messages live in TypeScript (lib/); this file only converts values.
 #include <napi.h>
 
+#include "addon/engine_binding.h"
 #include "addon/layout.h"
+#include "core/frame.h"
 #include "core/drop_reason.h"
 
 namespace {
@@ -23,6 +25,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("abiVersion", Napi::Number::New(env, kAddonAbiVersion));
   exports.Set("dropReasons", Napi::Function::New(env, DropReasons, "dropReasons"));
   exports.Set("layout", l4lb::addon::ExportLayout(env));
+  Napi::Object frame_flags = Napi::Object::New(env);
+  frame_flags.Set("checksumPartial", Napi::Number::New(env, l4lb::core::kFrameChecksumPartial));
+  exports.Set("frameFlags", frame_flags);
+  exports.Set("Engine", l4lb::addon::DefineEngine(env));
   return exports;
 }
 

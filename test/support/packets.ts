@@ -15,7 +15,12 @@ export interface TcpSpec {
   payload?: Buffer;
   /** Leave the checksum as a local stack hands it to veth (CHECKSUM_PARTIAL): only the pseudo-header sum. */
   partialChecksum?: boolean;
-  /** Add this to the correct checksum (0 = correct). */
+  /**
+   * Make the checksum wrong: it is computed as if the covered bytes summed to
+   * `checksumError` more (one's-complement). An incremental update (RFC 1624)
+   * carries such an error through unchanged, so the expected output frame is
+   * built with the same value.
+   */
   checksumError?: number;
 }
 
@@ -96,8 +101,14 @@ export function onesSum(data: Buffer, initial = 0): number {
   return sum;
 }
 
-export function internetChecksum(data: Buffer): number {
-  return ~onesSum(data) & 0xffff;
+export function internetChecksum(data: Buffer, error = 0): number {
+  return ~onesAdd(onesSum(data), error) & 0xffff;
+}
+
+/** One's-complement addition of two 16-bit values. */
+export function onesAdd(a: number, b: number): number {
+  const sum = a + b;
+  return (sum & 0xffff) + (sum >>> 16);
 }
 
 function pseudoHeaderSum(src: string, dst: string, protocol: number, length: number): number {
@@ -126,8 +137,8 @@ function l4Bytes(ip: Ipv4Spec): { protocol: number; bytes: Buffer } {
       b.writeUInt16BE(l4.window ?? 65535, 14);
       payload.copy(b, 20);
       const pseudo = pseudoHeaderSum(ip.src, ip.dst, 6, b.length);
-      const sum = l4.partialChecksum ? pseudo : ~onesSum(b, pseudo) & 0xffff;
-      b.writeUInt16BE(l4.partialChecksum ? sum : (sum + (l4.checksumError ?? 0)) & 0xffff, 16);
+      const sum = l4.partialChecksum ? pseudo : ~onesAdd(onesSum(b, pseudo), l4.checksumError ?? 0) & 0xffff;
+      b.writeUInt16BE(sum, 16);
       return { protocol: 6, bytes: b };
     }
     case 'udp': {
@@ -138,9 +149,8 @@ function l4Bytes(ip: Ipv4Spec): { protocol: number; bytes: Buffer } {
       b.writeUInt16BE(b.length, 4);
       payload.copy(b, 8);
       const pseudo = pseudoHeaderSum(ip.src, ip.dst, 17, b.length);
-      let sum = l4.partialChecksum ? pseudo : ~onesSum(b, pseudo) & 0xffff;
+      let sum = l4.partialChecksum ? pseudo : ~onesAdd(onesSum(b, pseudo), l4.checksumError ?? 0) & 0xffff;
       if (!l4.partialChecksum && sum === 0) sum = 0xffff; // RFC 768: zero is sent as all ones
-      if (!l4.partialChecksum) sum = (sum + (l4.checksumError ?? 0)) & 0xffff;
       b.writeUInt16BE(l4.noChecksum ? 0 : sum, 6);
       return { protocol: 17, bytes: b };
     }
@@ -200,7 +210,7 @@ export function ipv4Packet(spec: Ipv4Spec): Buffer {
   header.writeUInt32BE(ipv4ToNumber(spec.src), 12);
   header.writeUInt32BE(ipv4ToNumber(spec.dst), 16);
   options.copy(header, 20);
-  header.writeUInt16BE((internetChecksum(header) + (spec.checksumError ?? 0)) & 0xffff, 10);
+  header.writeUInt16BE(internetChecksum(header, spec.checksumError ?? 0), 10);
   return Buffer.concat([header, bytes]);
 }
 

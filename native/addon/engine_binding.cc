@@ -1,0 +1,263 @@
+// JavaScript handle over engine::Engine: plain verbs, values converted, no
+// policy. Errors carry a `code` string; lib/native turns them into typed
+// errors with the JavaScript stack.
+#include "addon/engine_binding.h"
+
+#include <sys/random.h>
+
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "core/drop_reason.h"
+#include "engine/engine.h"
+
+namespace l4lb::addon {
+
+namespace {
+
+Napi::Error CodedError(Napi::Env env, const char* code, const std::string& message) {
+  Napi::Error error = Napi::Error::New(env, message);
+  error.Set("code", Napi::String::New(env, code));
+  return error;
+}
+
+uint32_t OptionalUint32(const Napi::Object& object, const char* key, uint32_t fallback) {
+  Napi::Value value = object.Get(key);
+  return value.IsNumber() ? value.As<Napi::Number>().Uint32Value() : fallback;
+}
+
+class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Engine",
+                       {
+                           InstanceMethod<&EngineHandle::Publish>("publish"),
+                           InstanceMethod<&EngineHandle::Poll>("poll"),
+                           InstanceMethod<&EngineHandle::Inject>("inject"),
+                           InstanceMethod<&EngineHandle::Take>("take"),
+                           InstanceMethod<&EngineHandle::Counters>("counters"),
+                           InstanceMethod<&EngineHandle::BackendCounters>("backendCounters"),
+                           InstanceMethod<&EngineHandle::FlowOccupancy>("flowOccupancy"),
+                           InstanceMethod<&EngineHandle::MaglevChangedSlots>("maglevChangedSlots"),
+                           InstanceMethod<&EngineHandle::Start>("start"),
+                           InstanceMethod<&EngineHandle::Close>("close"),
+                       });
+  }
+
+  explicit EngineHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineHandle>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsObject()) {
+      CodedError(env, "EINVAL", "Engine(options): options must be an object").ThrowAsJavaScriptException();
+      return;
+    }
+    Napi::Object o = info[0].As<Napi::Object>();
+    engine::EngineOptions options;
+    options.workers = OptionalUint32(o, "workers", 1);
+    options.port_count = OptionalUint32(o, "ports", 1);
+    options.threaded = o.Get("threaded").ToBoolean();
+    options.polling = o.Get("polling").IsString() && o.Get("polling").As<Napi::String>().Utf8Value() == "busy"
+                          ? engine::Polling::busy
+                          : engine::Polling::adaptive;
+    options.flow_slots = OptionalUint32(o, "flowSlots", options.flow_slots);
+    options.backend_slots = OptionalUint32(o, "backendSlots", options.backend_slots);
+    options.maglev_table_size = OptionalUint32(o, "maglevTableSize", options.maglev_table_size);
+    options.memory_ring_frames = OptionalUint32(o, "ringFrames", options.memory_ring_frames);
+    if (o.Get("timeouts").IsObject()) {
+      Napi::Object t = o.Get("timeouts").As<Napi::Object>();
+      options.timeouts.tcp_syn_ms = OptionalUint32(t, "tcpSynMs", options.timeouts.tcp_syn_ms);
+      options.timeouts.tcp_established_ms = OptionalUint32(t, "tcpEstablishedMs", options.timeouts.tcp_established_ms);
+      options.timeouts.tcp_closing_ms = OptionalUint32(t, "tcpClosingMs", options.timeouts.tcp_closing_ms);
+      options.timeouts.tcp_closed_ms = OptionalUint32(t, "tcpClosedMs", options.timeouts.tcp_closed_ms);
+      options.timeouts.udp_ms = OptionalUint32(t, "udpMs", options.timeouts.udp_ms);
+      options.timeouts.other_ms = OptionalUint32(t, "otherMs", options.timeouts.other_ms);
+    }
+    // The flow-table key must be secret: from the kernel's CSPRNG, unless the
+    // caller shares one (balancers that must hash flows alike, or tests).
+    if (o.Get("hashKey").IsTypedArray()) {
+      Napi::Uint8Array key = o.Get("hashKey").As<Napi::Uint8Array>();
+      if (key.ByteLength() != sizeof(options.hash_key)) {
+        CodedError(env, "EINVAL", "Engine(options): hashKey must be 16 bytes").ThrowAsJavaScriptException();
+        return;
+      }
+      std::memcpy(options.hash_key, key.Data(), sizeof(options.hash_key));
+    } else if (getrandom(options.hash_key, sizeof(options.hash_key), 0) != static_cast<ssize_t>(sizeof(options.hash_key))) {
+      CodedError(env, "ERANDOM", "getrandom failed").ThrowAsJavaScriptException();
+      return;
+    }
+    if (options.workers == 0 || options.workers > 64 || options.port_count == 0 || options.port_count > 64 ||
+        options.backend_slots == 0 || options.backend_slots > 65536) {
+      CodedError(env, "EINVAL", "Engine(options): workers and ports must be 1..64, backendSlots 1..65536")
+          .ThrowAsJavaScriptException();
+      return;
+    }
+    engine_ = std::make_unique<engine::Engine>(options);
+  }
+
+ private:
+  bool CheckOpen(Napi::Env env) {
+    if (engine_) return true;
+    CodedError(env, "ECLOSED", "the engine is closed").ThrowAsJavaScriptException();
+    return false;
+  }
+
+  Napi::Value Publish(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!CheckOpen(env)) return env.Undefined();
+    if (info.Length() < 1 || !info[0].IsTypedArray()) {
+      CodedError(env, "EINVAL", "publish(snapshot): snapshot must be a Uint8Array").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Uint8Array bytes = info[0].As<Napi::Uint8Array>();
+    std::string error;
+    if (!engine_->publish(bytes.Data(), bytes.ByteLength(), &error)) {
+      CodedError(env, "ESNAPSHOT", error).ThrowAsJavaScriptException();
+    }
+    return env.Undefined();
+  }
+
+  Napi::Value Poll(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!CheckOpen(env)) return env.Undefined();
+    uint64_t now_ns = 0;
+    if (info.Length() > 0 && info[0].IsBigInt()) {
+      bool lossless = true;
+      now_ns = info[0].As<Napi::BigInt>().Uint64Value(&lossless);
+    } else if (info.Length() > 0 && info[0].IsNumber()) {
+      now_ns = static_cast<uint64_t>(info[0].As<Napi::Number>().DoubleValue());
+    }
+    return Napi::Number::New(env, engine_->poll(now_ns));
+  }
+
+  Napi::Value Inject(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!CheckOpen(env)) return env.Undefined();
+    if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsTypedArray()) {
+      CodedError(env, "EINVAL", "inject(port, frame[, flags])").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Uint8Array frame = info[1].As<Napi::Uint8Array>();
+    const uint32_t flags = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Uint32Value() : 0;
+    return Napi::Boolean::New(env, engine_->inject(info[0].As<Napi::Number>().Uint32Value(), frame.Data(),
+                                                   static_cast<uint32_t>(frame.ByteLength()), flags));
+  }
+
+  // take(port) -> Buffer | null: the next frame transmitted on `port`.
+  Napi::Value Take(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!CheckOpen(env)) return env.Undefined();
+    if (info.Length() < 1 || !info[0].IsNumber()) {
+      CodedError(env, "EINVAL", "take(port)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    uint8_t buffer[io::MemoryPort::kMaxFrame];
+    const uint32_t len = engine_->take(info[0].As<Napi::Number>().Uint32Value(), buffer, sizeof(buffer));
+    if (len == 0) return env.Null();
+    return Napi::Buffer<uint8_t>::Copy(env, buffer, len);
+  }
+
+  Napi::Value Counters(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!CheckOpen(env)) return env.Undefined();
+    Napi::Array workers = Napi::Array::New(env, engine_->options().workers);
+    for (uint32_t w = 0; w < engine_->options().workers; ++w) {
+      const core::WorkerCounters& c = engine_->worker_counters(w);
+      Napi::Object o = Napi::Object::New(env);
+#define L4LB_EXPORT_COUNTER(field, name) \
+  o.Set(name, Napi::Number::New(env, static_cast<double>(c.field.load(std::memory_order_relaxed))));
+      L4LB_WORKER_COUNTERS(L4LB_EXPORT_COUNTER)
+#undef L4LB_EXPORT_COUNTER
+      Napi::Object drops = Napi::Object::New(env);
+      for (size_t r = 0; r < static_cast<size_t>(core::DropReason::count); ++r) {
+        drops.Set(core::kDropReasonNames[r],
+                  Napi::Number::New(env, static_cast<double>(c.drops[r].load(std::memory_order_relaxed))));
+      }
+      o.Set("drops", drops);
+      const core::FlowCounters& f = engine_->flow_counters(w);
+      Napi::Object flows = Napi::Object::New(env);
+      flows.Set("lookupHits", Napi::Number::New(env, static_cast<double>(f.lookup_hits.load())));
+      flows.Set("lookupMisses", Napi::Number::New(env, static_cast<double>(f.lookup_misses.load())));
+      flows.Set("inserts", Napi::Number::New(env, static_cast<double>(f.inserts.load())));
+      flows.Set("evictionsHalfOpen", Napi::Number::New(env, static_cast<double>(f.evictions_half_open.load())));
+      flows.Set("evictionsExpired", Napi::Number::New(env, static_cast<double>(f.evictions_expired.load())));
+      flows.Set("insertFailedFull", Napi::Number::New(env, static_cast<double>(f.insert_failed_full.load())));
+      flows.Set("expired", Napi::Number::New(env, static_cast<double>(f.expired.load())));
+      flows.Set("removed", Napi::Number::New(env, static_cast<double>(f.removed.load())));
+      o.Set("flows", flows);
+      workers.Set(w, o);
+    }
+    return workers;
+  }
+
+  // backendCounters(slots: number[]) -> [{ packets, bytes, flowsCreated, activeFlows }], summed over workers.
+  Napi::Value BackendCounters(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!CheckOpen(env)) return env.Undefined();
+    if (info.Length() < 1 || !info[0].IsArray()) {
+      CodedError(env, "EINVAL", "backendCounters(slots)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Array slots = info[0].As<Napi::Array>();
+    Napi::Array result = Napi::Array::New(env, slots.Length());
+    for (uint32_t i = 0; i < slots.Length(); ++i) {
+      const uint32_t slot = slots.Get(i).As<Napi::Number>().Uint32Value();
+      if (slot >= engine_->options().backend_slots) {
+        CodedError(env, "EINVAL", "backendCounters: slot out of range").ThrowAsJavaScriptException();
+        return env.Undefined();
+      }
+      uint64_t packets = 0, bytes = 0, created = 0;
+      for (uint32_t w = 0; w < engine_->options().workers; ++w) {
+        const core::BackendCounters& c = engine_->backend_counters(w, slot);
+        packets += c.packets.load(std::memory_order_relaxed);
+        bytes += c.bytes.load(std::memory_order_relaxed);
+        created += c.flows_created.load(std::memory_order_relaxed);
+      }
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("packets", Napi::Number::New(env, static_cast<double>(packets)));
+      o.Set("bytes", Napi::Number::New(env, static_cast<double>(bytes)));
+      o.Set("flowsCreated", Napi::Number::New(env, static_cast<double>(created)));
+      o.Set("activeFlows", Napi::Number::New(env, engine_->active_flows(slot)));
+      result.Set(i, o);
+    }
+    return result;
+  }
+
+  Napi::Value FlowOccupancy(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!CheckOpen(env)) return env.Undefined();
+    const core::FlowOccupancy occupancy = engine_->flow_occupancy();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("forward", Napi::Number::New(env, static_cast<double>(occupancy.forward)));
+    o.Set("reverse", Napi::Number::New(env, static_cast<double>(occupancy.reverse)));
+    o.Set("templates", Napi::Number::New(env, static_cast<double>(occupancy.templates)));
+    return o;
+  }
+
+  Napi::Value MaglevChangedSlots(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!CheckOpen(env)) return env.Undefined();
+    const core::RuntimeConfig* config = engine_->current_config();
+    const uint32_t service = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Uint32Value() : 0;
+    if (config == nullptr || service >= config->view().services.size()) return env.Null();
+    return Napi::Number::New(env, config->maglev_changed_slots(service));
+  }
+
+  Napi::Value Start(const Napi::CallbackInfo& info) {
+    if (CheckOpen(info.Env())) engine_->start();
+    return info.Env().Undefined();
+  }
+
+  // Idempotent: stops the workers and frees everything the engine holds.
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    engine_.reset();
+    return info.Env().Undefined();
+  }
+
+  std::unique_ptr<engine::Engine> engine_;
+};
+
+}  // namespace
+
+Napi::Function DefineEngine(Napi::Env env) { return EngineHandle::Define(env); }
+
+}  // namespace l4lb::addon

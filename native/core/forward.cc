@@ -1,0 +1,679 @@
+#include "core/forward.h"
+
+#include <cstring>
+
+#include "core/checksum.h"
+#include "core/rewrite.h"
+#include "core/runtime_config.h"
+#include "core/wire.h"
+
+namespace l4lb::core {
+
+using shm::Method;
+using shm::SnapshotBackend;
+using shm::SnapshotPort;
+using shm::SnapshotService;
+
+namespace {
+
+#define L4LB_LIKELY(x) __builtin_expect(!!(x), 1)
+#define L4LB_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+// Frames the balancer creates itself are built here, one batch at a time.
+constexpr uint32_t kScratchFrames = 16;
+constexpr uint32_t kScratchFrameSize = 2048;
+constexpr uint32_t kScratchHeadroom = 64;
+
+MacAddress mac_of(const uint8_t bytes[6]) {
+  MacAddress mac;
+  std::memcpy(mac.bytes, bytes, 6);
+  return mac;
+}
+
+MacAddress frame_src_mac(const Frame& frame) {
+  MacAddress mac;
+  std::memcpy(mac.bytes, frame.data + wire::kEthSrc, 6);
+  return mac;
+}
+
+bool is_tcp_or_udp(uint8_t protocol) { return protocol == wire::kProtoTcp || protocol == wire::kProtoUdp; }
+
+FlowState state_for_new_flow(const PacketInfo& info) { return initial_flow_state(info.ip_protocol, info.tcp_flags); }
+
+// Full checksum of the L4 segment with its pseudo-header: for the headers
+// the balancer creates (TCP resets) and for the 'drop' checksum policy.
+uint16_t l4_checksum(const uint8_t* frame, const PacketInfo& info) {
+  uint8_t pseudo[12];
+  store_be32(pseudo, info.src_addr);
+  store_be32(pseudo + 4, info.dst_addr);
+  pseudo[8] = 0;
+  pseudo[9] = info.ip_protocol;
+  store_be16(pseudo + 10, info.l4_len);
+  uint32_t sum = checksum_partial(pseudo, sizeof(pseudo));
+  return checksum_finish(checksum_partial(frame + info.l4_offset, info.l4_len, sum));
+}
+
+// Whether the checksums of an arriving packet verify (IPv4 header, and the
+// TCP/UDP checksum when the whole segment is present). Partial checksums
+// were completed before this runs.
+bool checksums_verify(const uint8_t* frame, const PacketInfo& info) {
+  if (!info.has(kPacketIpChecksumOk)) return false;
+  if (!info.has(kPacketL4) || info.has(kPacketFragment)) return true;
+  if (info.ip_protocol == wire::kProtoUdp && load_be16(frame + info.l4_offset + 6) == 0) return true;
+  if (is_tcp_or_udp(info.ip_protocol)) return l4_checksum(frame, info) == 0;
+  return true;
+}
+
+}  // namespace
+
+struct Forwarder::Scratch {
+  alignas(64) uint8_t frames[kScratchFrames][kScratchFrameSize];
+};
+
+Forwarder::Forwarder(const ForwarderResources& resources)
+    : res_(resources), scratch_(std::make_unique<Scratch>()) {}
+
+Forwarder::~Forwarder() = default;
+
+void Forwarder::begin_batch(uint64_t now_ns) {
+  now_ns_ = now_ns;
+  now_ms_ = now_ns / 1'000'000;
+  scratch_used_ = 0;
+}
+
+void Forwarder::drop(DropReason reason) { res_.counters->drop(reason); }
+
+void Forwarder::send(Frame& frame, uint16_t egress_port, TxBatch& tx) {
+  frame.egress_port = egress_port;
+  if (L4LB_UNLIKELY(!tx.push(frame))) drop(DropReason::tx_full);
+}
+
+uint8_t* Forwarder::scratch_frame(uint32_t* capacity, uint32_t* headroom) {
+  if (scratch_used_ == kScratchFrames) return nullptr;
+  *capacity = kScratchFrameSize - kScratchHeadroom;
+  *headroom = kScratchHeadroom;
+  return scratch_->frames[scratch_used_++] + kScratchHeadroom;
+}
+
+bool Forwarder::icmp_token() {
+  const uint32_t rate = config_->view().header->icmp_rate_per_sec;
+  if (now_ms_ - icmp_window_start_ms_ >= 1000) {
+    icmp_window_start_ms_ = now_ms_;
+    icmp_sent_in_window_ = 0;
+  }
+  if (icmp_sent_in_window_ >= rate) {
+    WorkerCounters::add(res_.counters->icmp_rate_limited);
+    return false;
+  }
+  ++icmp_sent_in_window_;
+  return true;
+}
+
+void Forwarder::process(Frame& frame, TxBatch& tx) {
+  WorkerCounters& counters = *res_.counters;
+  WorkerCounters::add(counters.rx_packets);
+  WorkerCounters::add(counters.rx_bytes, frame.len);
+
+  PacketInfo info;
+  const ParseStatus status = parse_frame(frame.data, frame.len, &info);
+  if (L4LB_UNLIKELY(status.outcome == ParseOutcome::drop)) {
+    drop(status.reason);
+    return;
+  }
+  if (status.outcome == ParseOutcome::not_ip) {
+    if (info.ether_type == wire::kEtherTypeArp) {
+      handle_arp(frame, info, tx);
+    } else {
+      WorkerCounters::add(counters.passed);
+    }
+    return;
+  }
+  if (info.ip_version != 4) {
+    // IPv6 services come later; until then IPv6 is never ours.
+    WorkerCounters::add(counters.passed);
+    return;
+  }
+  if (frame.flags & kFrameChecksumPartial) {
+    if (complete_partial_checksum(&frame, info)) WorkerCounters::add(counters.partial_checksums_completed);
+  }
+  if (config_->view().is_vip(info.dst_addr)) {
+    handle_to_vip(frame, info, tx);
+    return;
+  }
+  if (handle_reply(frame, info, tx)) return;
+  WorkerCounters::add(counters.passed);
+}
+
+// ---- ARP --------------------------------------------------------------------
+
+void Forwarder::handle_arp(Frame& frame, const PacketInfo& info, TxBatch& tx) {
+  // RFC 826 request for IPv4 over Ethernet: htype 1, ptype 0x0800, 6/4, op 1.
+  constexpr uint32_t kArpLen = 28;
+  const uint32_t at = info.l3_offset;
+  const SnapshotView& view = config_->view();
+  if (frame.ingress_port >= view.ports.size() ||
+      (view.ports[frame.ingress_port].flags & shm::kPortAnswerArpForVips) == 0 || frame.len < at + kArpLen) {
+    WorkerCounters::add(res_.counters->passed);
+    return;
+  }
+  uint8_t* arp = frame.data + at;
+  if (load_be16(arp) != 1 || load_be16(arp + 2) != wire::kEtherTypeIpv4 || arp[4] != 6 || arp[5] != 4 ||
+      load_be16(arp + 6) != 1) {
+    WorkerCounters::add(res_.counters->passed);
+    return;
+  }
+  const uint32_t target = load_be32(arp + 24);
+  if (!view.is_vip(target) && !view.is_local_address(target)) {
+    WorkerCounters::add(res_.counters->passed);
+    return;
+  }
+  const SnapshotPort& port = view.ports[frame.ingress_port];
+  uint8_t requester_mac[6];
+  uint8_t requester_ip[4];
+  std::memcpy(requester_mac, arp + 8, 6);
+  std::memcpy(requester_ip, arp + 14, 4);
+  store_be16(arp + 6, 2);  // reply
+  std::memcpy(arp + 8, port.mac, 6);
+  store_be32(arp + 14, target);
+  std::memcpy(arp + 18, requester_mac, 6);
+  std::memcpy(arp + 24, requester_ip, 4);
+  std::memcpy(frame.data + wire::kEthDst, requester_mac, 6);
+  std::memcpy(frame.data + wire::kEthSrc, port.mac, 6);
+  WorkerCounters::add(res_.counters->arp_replies);
+  send(frame, frame.ingress_port, tx);
+}
+
+// ---- Client -> VIP ------------------------------------------------------------
+
+void Forwarder::handle_to_vip(Frame& frame, PacketInfo& info, TxBatch& tx) {
+  WorkerCounters& counters = *res_.counters;
+  const RuntimeConfig& config = *config_;
+  const SnapshotView& view = config.view();
+
+  if (info.ip_protocol == wire::kProtoIcmp) {
+    handle_icmp_to_vip(frame, info, tx);
+    return;
+  }
+  if (!is_tcp_or_udp(info.ip_protocol)) {
+    WorkerCounters::add(counters.passed);
+    return;
+  }
+  if (info.has(kPacketLaterFragment)) {
+    // No ports: it cannot be matched to a flow without reassembly.
+    drop(DropReason::fragment);
+    return;
+  }
+  const SnapshotService* service = view.find_service(info.dst_addr, info.dst_port, info.ip_protocol);
+  if (service == nullptr) {
+    WorkerCounters::add(counters.passed);
+    return;
+  }
+  const uint32_t service_index = static_cast<uint32_t>(service - view.services.data());
+  if (info.has(kPacketIpOptions) && (service->flags & shm::kServiceDropIpOptions)) {
+    drop(DropReason::ip_options);
+    return;
+  }
+  if (!checksums_verify(frame.data, info)) {
+    if (view.header->flags & shm::kSnapshotDropBadChecksum) {
+      drop(DropReason::bad_checksum);
+      return;
+    }
+    WorkerCounters::add(counters.bad_checksum_forwarded);
+  }
+
+  FlowTable& flows = *res_.flows;
+  const FlowKey key = FlowKey::ipv4(info.ip_protocol, info.src_addr, info.src_port, info.dst_addr, info.dst_port);
+  const uint64_t hash = flows.hash(key);
+  const bool nat_like = service->method == static_cast<uint8_t>(Method::nat) ||
+                        service->method == static_cast<uint8_t>(Method::fullnat);
+  Flow flow;
+  if (flows.lookup(key, hash, now_ms_, *res_.flow_counters, &flow, service->method == static_cast<uint8_t>(Method::fullnat))) {
+    const uint32_t backend_index = config.backend_index_by_id(flow.backend_id);
+    if (backend_index == shm::kNone || config.service_of_backend(backend_index) != service_index) {
+      end_flow_of_removed_backend(frame, info, flow, (service->flags & shm::kServiceRemoveResetsFlows) != 0, tx);
+      return;
+    }
+    const bool syn_on_closed = info.ip_protocol == wire::kProtoTcp && flow.state == FlowState::tcp_closed &&
+                               (info.tcp_flags & (TcpFlagBits::syn | TcpFlagBits::ack)) == TcpFlagBits::syn;
+    if (!syn_on_closed) {
+      if (info.ip_protocol == wire::kProtoTcp) {
+        flows.observe_tcp(flow.handle, flow.state, info.tcp_flags, FlowDirection::original, now_ms_);
+      } else {
+        flows.touch(flow.handle, now_ms_);
+      }
+      forward_to_backend(frame, info, service_index, backend_index, &flow, tx);
+      return;
+    }
+    // A new connection reusing the tuple of a closed one (TIME-WAIT reuse):
+    // schedule it afresh.
+    flows.remove(flow.handle, *res_.flow_counters);
+  }
+
+  // A new flow: persistence first, then the scheduler.
+  uint32_t backend_index = shm::kNone;
+  FlowKey template_key{};
+  uint64_t template_hash = 0;
+  const bool persistent = (service->flags & shm::kServicePersistent) != 0;
+  if (persistent) {
+    uint8_t client[4];
+    store_be32(client, info.src_addr);
+    template_key = FlowKey::persistence_template(service->id, FlowKey::kIpv4, client);
+    template_hash = flows.hash(template_key);
+    Flow persisted;
+    if (flows.lookup(template_key, template_hash, now_ms_, *res_.flow_counters, &persisted)) {
+      const uint32_t candidate = config.backend_index_by_id(persisted.backend_id);
+      if (candidate != shm::kNone && config.service_of_backend(candidate) == service_index &&
+          (view.backends[candidate].flags & shm::kBackendUp) && view.backends[candidate].weight > 0) {
+        backend_index = candidate;
+        flows.touch(persisted.handle, now_ms_);
+      } else {
+        flows.remove(persisted.handle, *res_.flow_counters);
+      }
+    }
+  }
+  if (backend_index == shm::kNone) {
+    backend_index = config.pick(service_index, hash, info.src_addr, res_.worker_index);
+  }
+  if (backend_index == shm::kNone) {
+    drop(DropReason::no_backend);
+    return;
+  }
+  const SnapshotBackend& backend = view.backends[backend_index];
+
+  NewFlow fresh;
+  fresh.key = key;
+  fresh.backend_id = backend.id;
+  fresh.state = state_for_new_flow(info);
+  fresh.ingress_port = frame.ingress_port;
+  std::memcpy(fresh.client_mac, frame.data + wire::kEthSrc, 6);
+  fresh.track_reverse = nat_like;
+  FlowInsertResult result = FlowInsertResult::full;
+  if (service->method == static_cast<uint8_t>(Method::nat)) {
+    fresh.reverse_key = FlowKey::ipv4(info.ip_protocol, backend.address, backend.port, info.src_addr, info.src_port);
+    result = flows.insert(fresh, hash, now_ms_, *res_.flow_counters, &flow);
+  } else if (service->method == static_cast<uint8_t>(Method::fullnat)) {
+    // Local source: an address of the pool and a port in the configured
+    // range, chosen from the flow hash and probed linearly; the flow table
+    // refuses a reply tuple that is in use (reverse_exists), so a port is
+    // never handed out twice.
+    const auto& locals = view.local_addresses;
+    const uint32_t port_min = view.header->fullnat_port_min;
+    const uint32_t range = static_cast<uint32_t>(view.header->fullnat_port_max) - port_min + 1;
+    constexpr uint32_t kPortProbes = 16;
+    result = FlowInsertResult::reverse_exists;
+    for (uint32_t probe = 0; probe < kPortProbes && result == FlowInsertResult::reverse_exists; ++probe) {
+      const uint64_t mixed = (hash >> 16) + probe * 0x9e3779b97f4a7c15ull;
+      const uint32_t local = locals[static_cast<uint32_t>(mixed % locals.size())];
+      const uint16_t local_port = static_cast<uint16_t>(port_min + static_cast<uint32_t>((mixed >> 20) % range));
+      fresh.reverse_key = FlowKey::ipv4(info.ip_protocol, backend.address, backend.port, local, local_port);
+      result = flows.insert(fresh, hash, now_ms_, *res_.flow_counters, &flow);
+    }
+    if (result == FlowInsertResult::reverse_exists) {
+      drop(DropReason::no_local_port);
+      return;
+    }
+    if (result == FlowInsertResult::inserted) flow.reverse_key = fresh.reverse_key;
+  } else {
+    result = flows.insert(fresh, hash, now_ms_, *res_.flow_counters, &flow);
+  }
+
+  switch (result) {
+    case FlowInsertResult::inserted:
+      WorkerCounters::add(counters.flows_created);
+      if (backend_index < view.backends.size()) {
+        const uint32_t slot = backend.id & 0xffff;
+        if (slot < res_.backend_slots) WorkerCounters::add(res_.backend_counters[slot].flows_created);
+      }
+      if (persistent) {
+        Flow ignored;
+        flows.insert_template(template_key, template_hash, backend.id, service->persistence_timeout_ms, now_ms_,
+                              *res_.flow_counters, &ignored);
+      }
+      forward_to_backend(frame, info, service_index, backend_index, &flow, tx);
+      return;
+    case FlowInsertResult::exists: {
+      // Another worker created this flow a moment ago: follow its choice.
+      const uint32_t existing = config.backend_index_by_id(flow.backend_id);
+      if (existing == shm::kNone) {
+        drop(DropReason::no_backend);
+        return;
+      }
+      forward_to_backend(frame, info, service_index, existing, &flow, tx);
+      return;
+    }
+    case FlowInsertResult::reverse_exists:
+      // nat: another flow already owns backend:port <- client:port (two VIPs
+      // sharing a backend and a client port). Its replies would be ambiguous.
+      drop(DropReason::flow_table_full);
+      return;
+    case FlowInsertResult::full:
+    case FlowInsertResult::contended:
+      break;
+  }
+  // Table full. nat and fullnat cannot translate replies without state;
+  // dr and tunnels can still go consistently where scheduling is a pure
+  // function of the packet, unless the policy says drop.
+  if (nat_like || (view.header->flags & shm::kSnapshotDropWhenFlowTableFull) ||
+      !config.consistent_scheduler(service_index)) {
+    drop(DropReason::flow_table_full);
+    return;
+  }
+  WorkerCounters::add(counters.flows_untracked);
+  forward_to_backend(frame, info, service_index, backend_index, nullptr, tx);
+}
+
+void Forwarder::handle_icmp_to_vip(Frame& frame, PacketInfo& info, TxBatch& tx) {
+  const SnapshotView& view = config_->view();
+  if (info.icmp_type == 8 && info.icmp_code == 0) {
+    if ((view.header->flags & shm::kSnapshotAnswerEcho) == 0 || frame.ingress_port >= view.ports.size()) {
+      WorkerCounters::add(res_.counters->passed);
+      return;
+    }
+    if (make_echo_reply(frame.data, &info, 64)) {
+      // The reply leaves from the port's own MAC, not the VIP owner's.
+      std::memcpy(frame.data + wire::kEthSrc, view.ports[frame.ingress_port].mac, 6);
+      WorkerCounters::add(res_.counters->echo_replies);
+      send(frame, frame.ingress_port, tx);
+    } else {
+      WorkerCounters::add(res_.counters->passed);
+    }
+    return;
+  }
+  if (!info.has(kPacketIcmpError) || !info.has(kPacketQuoteL4) || !is_tcp_or_udp(info.inner_protocol)) {
+    WorkerCounters::add(res_.counters->passed);
+    return;
+  }
+  // The quote is a packet the balancer sent toward the client side:
+  // VIP:port -> client:port. Its flow is keyed client -> VIP.
+  const FlowKey key = FlowKey::ipv4(info.inner_protocol, info.inner_dst_addr, info.inner_dst_port,
+                                    info.inner_src_addr, info.inner_src_port);
+  Flow flow;
+  FlowTable& flows = *res_.flows;
+  const SnapshotService* service = view.find_service(info.inner_src_addr, info.inner_src_port, info.inner_protocol);
+  if (service == nullptr ||
+      !flows.lookup(key, flows.hash(key), now_ms_, *res_.flow_counters, &flow,
+                    service->method == static_cast<uint8_t>(Method::fullnat))) {
+    WorkerCounters::add(res_.counters->passed);
+    return;
+  }
+  const uint32_t backend_index = config_->backend_index_by_id(flow.backend_id);
+  if (backend_index == shm::kNone) {
+    WorkerCounters::add(res_.counters->passed);
+    return;
+  }
+  const SnapshotBackend& backend = view.backends[backend_index];
+  if (service->method == static_cast<uint8_t>(Method::nat) || service->method == static_cast<uint8_t>(Method::fullnat)) {
+    IcmpErrorTranslation t = icmp_error_translation_of(info);
+    t.outer_dst_addr = backend.address;
+    t.quoted_src_addr = backend.address;
+    t.quoted_src_port = backend.port;
+    if (service->method == static_cast<uint8_t>(Method::fullnat)) {
+      const uint32_t local = flow.reverse_key.dst_ipv4();
+      t.outer_src_addr = local;
+      t.quoted_dst_addr = local;
+      t.quoted_dst_port = flow.reverse_key.dst_port;
+    }
+    if (!translate_icmp_error(frame.data, &info, t)) {
+      drop(DropReason::bad_l4_header);
+      return;
+    }
+  }
+  WorkerCounters::add(res_.counters->icmp_errors_translated);
+  const uint32_t service_index = static_cast<uint32_t>(service - view.services.data());
+  forward_to_backend(frame, info, service_index, backend_index, nullptr, tx);
+}
+
+void Forwarder::forward_to_backend(Frame& frame, PacketInfo& info, uint32_t service_index, uint32_t backend_index,
+                                   const Flow* flow, TxBatch& tx) {
+  const SnapshotView& view = config_->view();
+  const SnapshotService& service = view.services[service_index];
+  const SnapshotBackend& backend = view.backends[backend_index];
+  if (L4LB_UNLIKELY((backend.flags & shm::kBackendNextHopResolved) == 0)) {
+    drop(DropReason::no_neighbour);
+    return;
+  }
+  const SnapshotPort& egress = view.ports[backend.egress_port];
+  const bool is_icmp = info.ip_protocol == wire::kProtoIcmp;
+  const uint32_t packet_bytes = frame.len;
+
+  switch (static_cast<Method>(service.method)) {
+    case Method::nat:
+    case Method::fullnat:
+      if (!decrement_ttl(frame.data, &info)) {
+        drop(DropReason::ttl_expired);
+        return;
+      }
+      if (!is_icmp) {
+        rewrite_ipv4_destination(frame.data, &info, backend.address, backend.port);
+        if (service.method == static_cast<uint8_t>(Method::fullnat) && flow != nullptr) {
+          rewrite_ipv4_source(frame.data, &info, flow->reverse_key.dst_ipv4(), flow->reverse_key.dst_port);
+        }
+      }
+      break;
+    case Method::dr:
+      break;
+    case Method::ipip:
+    case Method::gre: {
+      const TunnelType type = service.method == static_cast<uint8_t>(Method::ipip) ? TunnelType::ipip : TunnelType::gre;
+      const bool with_key = type == TunnelType::gre && (service.flags & shm::kServiceGreKey) != 0;
+      const uint32_t overhead = tunnel_overhead(type, with_key);
+      const uint32_t ip_bytes = info.l3_end() - info.l3_offset;
+      if (ip_bytes + overhead > egress.mtu) {
+        const bool df = info.has(kPacketDontFragment);
+        if (df && !is_icmp_error(info) && icmp_error_allowed(frame.data, info) &&
+            frame.ingress_port < view.ports.size() && icmp_token()) {
+          uint32_t capacity = 0, headroom = 0;
+          uint8_t* out = scratch_frame(&capacity, &headroom);
+          if (out != nullptr) {
+            const SnapshotPort& ingress = view.ports[frame.ingress_port];
+            IcmpReplyParams params;
+            params.dst_mac = frame_src_mac(frame);
+            params.src_mac = mac_of(ingress.mac);
+            params.src_addr = ingress.address != 0 ? ingress.address : info.dst_addr;
+            params.identification = next_ip_id_++;
+            const uint32_t len = build_icmp_frag_needed(out, capacity, frame.data, info, params,
+                                                        static_cast<uint16_t>(egress.mtu - overhead));
+            if (len != 0) {
+              Frame reply{};
+              reply.data = out;
+              reply.len = len;
+              reply.headroom = headroom;
+              reply.ingress_port = frame.ingress_port;
+              WorkerCounters::add(res_.counters->icmp_frag_needed_sent);
+              send(reply, frame.ingress_port, tx);
+            }
+          }
+        }
+        drop(DropReason::too_big);
+        return;
+      }
+      TunnelParams params;
+      params.type = type;
+      params.src_addr = egress.address;
+      params.dst_addr = backend.address;
+      params.identification = next_ip_id_++;
+      params.ttl = static_cast<uint8_t>(view.header->tunnel_ttl);
+      params.gre_with_key = with_key;
+      params.gre_key = service.gre_key;
+      if (encapsulate_ipv4(&frame, &info, params) == 0) {
+        drop(DropReason::too_big);
+        return;
+      }
+      break;
+    }
+  }
+  EthernetRewrite eth;
+  eth.dst = mac_of(backend.next_hop_mac);
+  eth.src = mac_of(egress.mac);
+  eth.vlan = VlanAction::strip;
+  rewrite_ethernet(&frame, &info, eth);
+  WorkerCounters::add(res_.counters->forwarded);
+  const uint32_t slot = backend.id & 0xffff;
+  if (slot < res_.backend_slots) {
+    WorkerCounters::add(res_.backend_counters[slot].packets);
+    WorkerCounters::add(res_.backend_counters[slot].bytes, packet_bytes);
+  }
+  send(frame, backend.egress_port, tx);
+}
+
+void Forwarder::end_flow_of_removed_backend(Frame& frame, PacketInfo& info, const Flow& flow, bool reset, TxBatch& tx) {
+  res_.flows->remove(flow.handle, *res_.flow_counters);
+  WorkerCounters::add(res_.counters->flows_ended_backend_removed);
+  const bool can_reset = reset && info.ip_protocol == wire::kProtoTcp && (info.tcp_flags & TcpFlagBits::rst) == 0 &&
+                         frame.ingress_port < config_->view().ports.size();
+  if (!can_reset) {
+    drop(DropReason::no_backend);
+    return;
+  }
+  // RFC 9293 §3.10.7.1: a reset for a segment that carries ACK takes its
+  // sequence number from that ACK; otherwise sequence 0 and ACK of the
+  // segment's end. The reset comes from the VIP, back on the ingress path.
+  uint8_t* p = frame.data;
+  uint8_t* ip = p + info.l3_offset;
+  uint8_t* tcp = p + info.l4_offset;
+  const uint32_t header_len = static_cast<uint32_t>((ip[0] & 0x0f) * 4);
+  const uint32_t data_offset = static_cast<uint32_t>((tcp[12] >> 4) * 4);
+  const uint32_t payload = info.l4_len - data_offset;
+  const bool had_ack = (info.tcp_flags & TcpFlagBits::ack) != 0;
+  const uint32_t seq = load_be32(tcp + 4);
+  const uint32_t ack = load_be32(tcp + 8);
+  const uint32_t segment_len = payload + ((info.tcp_flags & TcpFlagBits::syn) ? 1 : 0) +
+                               ((info.tcp_flags & TcpFlagBits::fin) ? 1 : 0);
+  // Ethernet: back to the sender.
+  uint8_t mac[6];
+  std::memcpy(mac, p + wire::kEthSrc, 6);
+  std::memcpy(p + wire::kEthDst, mac, 6);
+  std::memcpy(p + wire::kEthSrc, config_->view().ports[frame.ingress_port].mac, 6);
+  // IPv4: no options, swapped addresses, fresh header.
+  if (header_len != wire::kIpv4HeaderMin) {
+    std::memmove(ip + wire::kIpv4HeaderMin, tcp, 20);
+    tcp = ip + wire::kIpv4HeaderMin;
+  }
+  ip[0] = 0x45;
+  ip[1] = 0;
+  store_be16(ip + wire::kIpv4TotalLength, 40);
+  store_be16(ip + wire::kIpv4Id, next_ip_id_++);
+  store_be16(ip + wire::kIpv4FlagsFragment, wire::kIpv4FlagDf);
+  ip[wire::kIpv4Ttl] = 64;
+  ip[wire::kIpv4Protocol] = wire::kProtoTcp;
+  store_be32(ip + wire::kIpv4Src, info.dst_addr);
+  store_be32(ip + wire::kIpv4Dst, info.src_addr);
+  store_be16(ip + wire::kIpv4Checksum, 0);
+  store_be16(ip + wire::kIpv4Checksum, checksum(ip, wire::kIpv4HeaderMin));
+  // TCP: swapped ports, RST (+ACK), no options, no payload.
+  store_be16(tcp, info.dst_port);
+  store_be16(tcp + 2, info.src_port);
+  store_be32(tcp + 4, had_ack ? ack : 0);
+  store_be32(tcp + 8, had_ack ? 0 : seq + segment_len);
+  tcp[12] = 5 << 4;
+  tcp[13] = had_ack ? TcpFlagBits::rst : (TcpFlagBits::rst | TcpFlagBits::ack);
+  store_be16(tcp + 14, 0);
+  store_be16(tcp + 16, 0);
+  store_be16(tcp + 18, 0);
+  frame.len = info.l3_offset + 40;
+  PacketInfo reset_info;
+  parse_frame(frame.data, frame.len, &reset_info);
+  store_be16(tcp + 16, l4_checksum(frame.data, reset_info));
+  frame.flags &= ~kFrameChecksumPartial;
+  WorkerCounters::add(res_.counters->flows_reset);
+  send(frame, frame.ingress_port, tx);
+}
+
+// ---- Backend -> client (nat, fullnat) ---------------------------------------------
+
+bool Forwarder::handle_reply(Frame& frame, PacketInfo& info, TxBatch& tx) {
+  if (info.ip_protocol == wire::kProtoIcmp) return handle_icmp_from_backend(frame, info, tx);
+  if (!is_tcp_or_udp(info.ip_protocol) || info.has(kPacketLaterFragment)) return false;
+  FlowTable& flows = *res_.flows;
+  const FlowKey key = FlowKey::ipv4(info.ip_protocol, info.src_addr, info.src_port, info.dst_addr, info.dst_port);
+  Flow flow;
+  if (!flows.lookup(key, flows.hash(key), now_ms_, *res_.flow_counters, &flow)) return false;
+  if (flow.matched != FlowDirection::reply) return false;
+  if (info.ip_protocol == wire::kProtoTcp) {
+    flows.observe_tcp(flow.handle, flow.state, info.tcp_flags, FlowDirection::reply, now_ms_);
+  } else {
+    flows.touch(flow.handle, now_ms_);
+  }
+  if (!decrement_ttl(frame.data, &info)) {
+    drop(DropReason::ttl_expired);
+    return true;
+  }
+  // Back to the VIP's address and port; in fullnat also back to the client.
+  rewrite_ipv4_source(frame.data, &info, flow.key.dst_ipv4(), flow.key.dst_port);
+  if (info.dst_addr != flow.key.src_ipv4() || info.dst_port != flow.key.src_port) {
+    rewrite_ipv4_destination(frame.data, &info, flow.key.src_ipv4(), flow.key.src_port);
+  }
+  const uint32_t backend_index = config_->backend_index_by_id(flow.backend_id);
+  if (backend_index != shm::kNone) {
+    const uint32_t slot = flow.backend_id & 0xffff;
+    if (slot < res_.backend_slots) {
+      WorkerCounters::add(res_.backend_counters[slot].packets);
+      WorkerCounters::add(res_.backend_counters[slot].bytes, frame.len);
+    }
+  }
+  send_reply_on_ingress_path(frame, info, flow, tx);
+  return true;
+}
+
+bool Forwarder::handle_icmp_from_backend(Frame& frame, PacketInfo& info, TxBatch& tx) {
+  if (!info.has(kPacketIcmpError) || !info.has(kPacketQuoteL4) || !is_tcp_or_udp(info.inner_protocol)) return false;
+  // The quote is what the balancer sent to the backend: client (or local
+  // address) -> backend. Seen from the backend, that is the flow's reply key
+  // reversed.
+  FlowTable& flows = *res_.flows;
+  const FlowKey key = FlowKey::ipv4(info.inner_protocol, info.inner_dst_addr, info.inner_dst_port,
+                                    info.inner_src_addr, info.inner_src_port);
+  Flow flow;
+  if (!flows.lookup(key, flows.hash(key), now_ms_, *res_.flow_counters, &flow)) return false;
+  if (flow.matched != FlowDirection::reply) return false;
+  IcmpErrorTranslation t = icmp_error_translation_of(info);
+  const uint32_t vip = flow.key.dst_ipv4();
+  const uint32_t client = flow.key.src_ipv4();
+  if (t.outer_src_addr == info.inner_dst_addr) t.outer_src_addr = vip;  // from the backend itself
+  t.outer_dst_addr = client;
+  t.quoted_src_addr = client;
+  t.quoted_src_port = flow.key.src_port;
+  t.quoted_dst_addr = vip;
+  t.quoted_dst_port = flow.key.dst_port;
+  if (!decrement_ttl(frame.data, &info)) {
+    drop(DropReason::ttl_expired);
+    return true;
+  }
+  if (!translate_icmp_error(frame.data, &info, t)) {
+    drop(DropReason::bad_l4_header);
+    return true;
+  }
+  WorkerCounters::add(res_.counters->icmp_errors_translated);
+  send_reply_on_ingress_path(frame, info, flow, tx);
+  return true;
+}
+
+void Forwarder::send_reply_on_ingress_path(Frame& frame, PacketInfo& info, const Flow& flow, TxBatch& tx) {
+  const SnapshotView& view = config_->view();
+  WorkerCounters& counters = *res_.counters;
+  WorkerCounters::add(counters.replies);
+  uint16_t egress = flow.ingress_port;
+  MacAddress next_hop = mac_of(flow.client_mac);
+  if (egress < view.ports.size()) {
+    WorkerCounters::add(counters.replies_ingress_path);
+    const shm::SnapshotRoute* route = view.route_to(info.dst_addr);
+    if (route != nullptr && route->egress_port != egress) WorkerCounters::add(counters.replies_route_differs);
+  } else {
+    const shm::SnapshotRoute* route = view.route_to(info.dst_addr);
+    if (route == nullptr || !route->resolved) {
+      drop(route == nullptr ? DropReason::no_route : DropReason::no_neighbour);
+      return;
+    }
+    egress = route->egress_port;
+    next_hop = mac_of(route->next_hop_mac);
+    WorkerCounters::add(counters.replies_routed);
+  }
+  EthernetRewrite eth;
+  eth.dst = next_hop;
+  eth.src = mac_of(view.ports[egress].mac);
+  eth.vlan = VlanAction::strip;
+  rewrite_ethernet(&frame, &info, eth);
+  send(frame, egress, tx);
+}
+
+}  // namespace l4lb::core

@@ -1,0 +1,268 @@
+#include "engine/engine.h"
+
+#include <poll.h>
+#include <time.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace l4lb::engine {
+
+namespace {
+
+uint64_t monotonic_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// Flow-table slots examined for expiry per batch: bounded so that a batch
+// never stalls on a sweep, large enough that a full pass over a
+// million-slot table takes seconds, not minutes, under load.
+constexpr size_t kExpirySlotsPerBatch = 256;
+// Adaptive polling: empty polls before the worker starts to sleep.
+constexpr uint32_t kSpinsBeforeSleep = 256;
+constexpr int kSleepMs = 1;
+
+}  // namespace
+
+struct Engine::Worker {
+  uint32_t index = 0;
+  std::unique_ptr<core::WorkerCounters> counters = std::make_unique<core::WorkerCounters>();
+  std::unique_ptr<core::FlowCounters> flow_counters = std::make_unique<core::FlowCounters>();
+  std::unique_ptr<core::BackendCounters[]> backend_counters;
+  std::unique_ptr<core::Forwarder> forwarder;
+  std::vector<io::Port*> ports;
+  const core::RuntimeConfig* config = nullptr;
+  // Generation this worker runs: written by the worker (release), read by the
+  // control thread (acquire) to know when an old configuration is free.
+  alignas(64) std::atomic<uint64_t> running_generation{0};
+  std::thread thread;
+  core::Frame rx[core::kMaxBurst];
+  core::TxBatch tx;
+};
+
+Engine::Engine(const EngineOptions& options) : options_(options) {
+  options_.workers = std::max<uint32_t>(1, options_.workers);
+  active_flows_ = std::make_unique<std::atomic<int32_t>[]>(options_.backend_slots);
+  for (uint32_t i = 0; i < options_.backend_slots; ++i) active_flows_[i].store(0, std::memory_order_relaxed);
+
+  core::FlowTableOptions flow_options;
+  flow_options.slots = options_.flow_slots;
+  flow_options.hash_key = core::sip_hash_key_from_bytes(options_.hash_key);
+  flow_options.timeouts = options_.timeouts;
+  flow_options.events.context = this;
+  flow_options.events.flow_added = &Engine::on_flow_added;
+  flow_options.events.flow_removed = &Engine::on_flow_removed;
+  flows_ = std::make_unique<core::FlowTable>(flow_options);
+
+  memory_ports_.resize(options_.workers);
+  inject_cursor_.assign(options_.port_count, 0);
+  take_cursor_.assign(options_.port_count, 0);
+  for (uint32_t w = 0; w < options_.workers; ++w) {
+    auto worker = std::make_unique<Worker>();
+    worker->index = w;
+    worker->backend_counters = std::make_unique<core::BackendCounters[]>(options_.backend_slots);
+    for (uint32_t p = 0; p < options_.port_count; ++p) {
+      memory_ports_[w].push_back(std::make_unique<io::MemoryPort>(options_.memory_ring_frames));
+      worker->ports.push_back(memory_ports_[w].back().get());
+    }
+    core::ForwarderResources resources;
+    resources.flows = flows_.get();
+    resources.counters = worker->counters.get();
+    resources.flow_counters = worker->flow_counters.get();
+    resources.backend_counters = worker->backend_counters.get();
+    resources.backend_slots = options_.backend_slots;
+    resources.active_flows = active_flows_.get();
+    resources.worker_index = w;
+    worker->forwarder = std::make_unique<core::Forwarder>(resources);
+    workers_.push_back(std::move(worker));
+  }
+}
+
+Engine::~Engine() { stop(); }
+
+const core::WorkerCounters& Engine::worker_counters(uint32_t worker) const { return *workers_[worker]->counters; }
+const core::FlowCounters& Engine::flow_counters(uint32_t worker) const { return *workers_[worker]->flow_counters; }
+const core::BackendCounters& Engine::backend_counters(uint32_t worker, uint32_t slot) const {
+  return workers_[worker]->backend_counters[slot];
+}
+
+void Engine::on_flow_added(void* context, uint32_t backend_id) {
+  auto* engine = static_cast<Engine*>(context);
+  const uint32_t slot = backend_id & 0xffff;
+  if (slot < engine->options_.backend_slots) engine->active_flows_[slot].fetch_add(1, std::memory_order_relaxed);
+}
+
+void Engine::on_flow_removed(void* context, uint32_t backend_id) {
+  auto* engine = static_cast<Engine*>(context);
+  const uint32_t slot = backend_id & 0xffff;
+  if (slot < engine->options_.backend_slots) engine->active_flows_[slot].fetch_sub(1, std::memory_order_relaxed);
+}
+
+bool Engine::publish(const uint8_t* bytes, size_t size, std::string* error) {
+  std::lock_guard<std::mutex> lock(publish_mutex_);
+  const core::RuntimeConfig* previous = current_.load(std::memory_order_relaxed);
+  core::RuntimeConfigOptions config_options;
+  config_options.workers = options_.workers;
+  config_options.backend_slots = options_.backend_slots;
+  config_options.maglev_table_size = options_.maglev_table_size;
+  std::memcpy(config_options.hash_seed, options_.hash_key, sizeof(config_options.hash_seed));
+  config_options.active_flows = active_flows_.get();
+  std::unique_ptr<core::RuntimeConfig> config =
+      core::RuntimeConfig::build(bytes, size, config_options, previous, error);
+  if (!config) return false;
+  if (previous != nullptr && config->generation() <= previous->generation()) {
+    *error = "snapshot generation must increase";
+    return false;
+  }
+  if (config->view().ports.size() != options_.port_count) {
+    *error = "snapshot port count differs from the engine's";
+    return false;
+  }
+  const core::RuntimeConfig* published = config.get();
+  configs_.push_back(std::move(config));
+  current_.store(published, std::memory_order_release);  // pairs with run_batch's acquire load
+  reclaim_configs();
+  return true;
+}
+
+void Engine::reclaim_configs() {
+  uint64_t oldest_running = UINT64_MAX;
+  for (const auto& worker : workers_) {
+    // Pairs with the worker's release store after it switched configuration.
+    oldest_running = std::min(oldest_running, worker->running_generation.load(std::memory_order_acquire));
+  }
+  const core::RuntimeConfig* current = current_.load(std::memory_order_relaxed);
+  std::erase_if(configs_, [&](const std::unique_ptr<core::RuntimeConfig>& config) {
+    return config.get() != current && config->generation() < oldest_running;
+  });
+}
+
+void Engine::run_batch(Worker& worker, uint64_t now_ns) {
+  const core::RuntimeConfig* config = current_.load(std::memory_order_acquire);  // pairs with publish's release
+  if (config != worker.config) {
+    worker.config = config;
+    worker.forwarder->set_config(config);
+    if (config != nullptr) {
+      worker.running_generation.store(config->generation(), std::memory_order_release);  // pairs with reclaim's acquire
+      core::WorkerCounters::add(worker.counters->config_generation,
+                                config->generation() - worker.counters->config_generation.load(std::memory_order_relaxed));
+    }
+  }
+  uint32_t received = 0;
+  worker.tx.count = 0;
+  worker.forwarder->begin_batch(now_ns);
+  for (uint32_t p = 0; p < worker.ports.size(); ++p) {
+    io::Port* port = worker.ports[p];
+    const uint32_t n = port->rx_burst(worker.rx, core::kMaxBurst);
+    if (n == 0) continue;
+    received += n;
+    for (uint32_t i = 0; i < n; ++i) {
+      core::Frame& frame = worker.rx[i];
+      frame.ingress_port = static_cast<uint16_t>(p);
+      if (config == nullptr) {
+        core::WorkerCounters::add(worker.counters->passed);
+        continue;
+      }
+      worker.forwarder->process(frame, worker.tx);
+    }
+    // Transmit before returning the receive buffers: frames point into them.
+    // One kick per egress port per batch.
+    for (uint32_t egress = 0; egress < worker.ports.size(); ++egress) {
+      core::Frame batch[core::kMaxBurst * 2];
+      uint32_t count = 0;
+      uint64_t bytes = 0;
+      for (uint32_t i = 0; i < worker.tx.count; ++i) {
+        if (worker.tx.frames[i].egress_port == egress) {
+          batch[count++] = worker.tx.frames[i];
+          bytes += worker.tx.frames[i].len;
+        }
+      }
+      if (count == 0) continue;
+      const uint32_t sent = worker.ports[egress]->tx_burst(batch, count);
+      core::WorkerCounters::add(worker.counters->tx_packets, sent);
+      core::WorkerCounters::add(worker.counters->tx_bytes, bytes);
+      for (uint32_t i = sent; i < count; ++i) worker.counters->drop(core::DropReason::tx_full);
+    }
+    worker.tx.count = 0;
+    worker.forwarder->begin_batch(now_ns);
+    port->rx_done();
+  }
+  if (received != 0) {
+    core::WorkerCounters::add(worker.counters->batches);
+  } else {
+    core::WorkerCounters::add(worker.counters->idle_polls);
+  }
+  flows_->expire_step(now_ns / 1'000'000, kExpirySlotsPerBatch, *worker.flow_counters);
+}
+
+uint32_t Engine::poll(uint64_t now_ns) {
+  uint32_t before = 0, after = 0;
+  for (auto& worker : workers_) before += static_cast<uint32_t>(worker->counters->rx_packets.load(std::memory_order_relaxed));
+  for (auto& worker : workers_) run_batch(*worker, now_ns);
+  for (auto& worker : workers_) after += static_cast<uint32_t>(worker->counters->rx_packets.load(std::memory_order_relaxed));
+  return after - before;
+}
+
+void Engine::worker_loop(Worker& worker) {
+  uint32_t idle = 0;
+  while (running_.load(std::memory_order_acquire)) {
+    const uint64_t start = monotonic_ns();
+    const uint64_t before = worker.counters->rx_packets.load(std::memory_order_relaxed);
+    run_batch(worker, start);
+    if (worker.counters->rx_packets.load(std::memory_order_relaxed) != before) {
+      core::WorkerCounters::add(worker.counters->busy_ns, monotonic_ns() - start);
+      idle = 0;
+      continue;
+    }
+    if (options_.polling == Polling::adaptive && ++idle > kSpinsBeforeSleep) {
+      // Sleep until a port has frames (ports with a descriptor) or briefly.
+      pollfd fds[16];
+      nfds_t count = 0;
+      for (io::Port* port : worker.ports) {
+        if (port->wait_fd() >= 0 && count < 16) fds[count++] = pollfd{port->wait_fd(), POLLIN, 0};
+      }
+      ::poll(count ? fds : nullptr, count, kSleepMs);
+    }
+  }
+}
+
+void Engine::start() {
+  if (!options_.threaded || running_.exchange(true)) return;
+  for (auto& worker : workers_) {
+    Worker* w = worker.get();
+    worker->thread = std::thread([this, w] { worker_loop(*w); });
+  }
+}
+
+void Engine::stop() {
+  if (!running_.exchange(false)) return;
+  for (auto& worker : workers_) {
+    if (worker->thread.joinable()) worker->thread.join();
+  }
+}
+
+bool Engine::inject(uint32_t port, const uint8_t* data, uint32_t len, uint32_t frame_flags) {
+  if (port >= options_.port_count) return false;
+  // Round robin over the workers' rings: replies of a flow land on other
+  // workers than its first packet, as with the kernel's fanout.
+  for (uint32_t attempt = 0; attempt < options_.workers; ++attempt) {
+    const uint32_t w = inject_cursor_[port]++ % options_.workers;
+    if (memory_ports_[w][port]->inject(data, len, frame_flags)) return true;
+  }
+  return false;
+}
+
+uint32_t Engine::take(uint32_t port, uint8_t* out, uint32_t capacity) {
+  if (port >= options_.port_count) return 0;
+  for (uint32_t attempt = 0; attempt < options_.workers; ++attempt) {
+    const uint32_t w = take_cursor_[port] % options_.workers;
+    const uint32_t len = memory_ports_[w][port]->take(out, capacity);
+    if (len != 0) return len;
+    ++take_cursor_[port];
+  }
+  return 0;
+}
+
+}  // namespace l4lb::engine
