@@ -57,7 +57,6 @@ Engine::Engine(const EngineOptions& options) : options_(options) {
   flows_ = std::make_unique<core::FlowTable>(flow_options);
 
   memory_ports_.resize(options_.workers);
-  inject_cursor_.assign(options_.port_count, 0);
   take_cursor_.assign(options_.port_count, 0);
   for (uint32_t w = 0; w < options_.workers; ++w) {
     auto worker = std::make_unique<Worker>();
@@ -248,7 +247,7 @@ bool Engine::inject(uint32_t port, const uint8_t* data, uint32_t len, uint32_t f
   // Round robin over the workers' rings: replies of a flow land on other
   // workers than its first packet, as with the kernel's fanout.
   for (uint32_t attempt = 0; attempt < options_.workers; ++attempt) {
-    const uint32_t w = inject_cursor_[port]++ % options_.workers;
+    const uint32_t w = inject_cursor_++ % options_.workers;
     if (memory_ports_[w][port]->inject(data, len, frame_flags)) return true;
   }
   return false;

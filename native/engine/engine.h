@@ -95,7 +95,7 @@ class Engine {
   std::vector<std::unique_ptr<Worker>> workers_;
   // Memory ports: [worker][port]. AF_PACKET ports come with the next driver.
   std::vector<std::vector<std::unique_ptr<io::MemoryPort>>> memory_ports_;
-  std::vector<uint32_t> inject_cursor_;  // per port: next worker ring (control thread)
+  uint32_t inject_cursor_ = 0;           // next worker ring for inject (control thread)
   std::vector<uint32_t> take_cursor_;    // per port
 
   std::mutex publish_mutex_;  // serialises control-thread publishers; never taken by workers

@@ -4,10 +4,12 @@ import { runFixture } from '../support/fixture-runner.js';
 
 const hex = (b: Buffer) => b.toString('hex');
 
-describe('packet fixtures through the memory port', () => {
+// With two workers, successive frames land on alternating workers' rings (as
+// the kernel's fanout may do): replies must find flows created elsewhere.
+describe.each([1, 2])('packet fixtures through the memory port, %i worker(s)', (workers) => {
   for (const fixture of packetFixtures()) {
     it(`${fixture.name}: ${fixture.description}`, () => {
-      const outcomes = runFixture(fixture);
+      const outcomes = runFixture(fixture, { workers });
       fixture.steps.forEach((step, i) => {
         const outcome = outcomes[i]!;
         const label = `${fixture.name} step ${i + 1}`;

@@ -40,6 +40,8 @@ export function runFixture(fixture: PacketFixture, engineOptions: { workers?: nu
     ports: fixture.config.ports.length,
     workers: engineOptions.workers ?? 1,
     hashKey: fixtureHashKey,
+    ringFrames: 64,
+    flowSlots: 4096,
   });
   try {
     let generation = 1n;
