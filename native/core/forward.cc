@@ -71,7 +71,9 @@ struct Forwarder::Scratch {
 };
 
 Forwarder::Forwarder(const ForwarderResources& resources)
-    : res_(resources), scratch_(std::make_unique<Scratch>()) {}
+    : res_(resources), scratch_(std::make_unique<Scratch>()), next_ip_id_(static_cast<uint16_t>(resources.worker_index)) {
+  if (res_.worker_count == 0) res_.worker_count = 1;
+}
 
 Forwarder::~Forwarder() = default;
 
@@ -470,7 +472,7 @@ void Forwarder::forward_to_backend(Frame& frame, PacketInfo& info, uint32_t serv
             params.dst_mac = frame_src_mac(frame);
             params.src_mac = mac_of(ingress.mac);
             params.src_addr = ingress.address != 0 ? ingress.address : info.dst_addr;
-            params.identification = next_ip_id_++;
+            params.identification = take_ip_id();
             const uint32_t len = build_icmp_frag_needed(out, capacity, frame.data, info, params,
                                                         static_cast<uint16_t>(egress.mtu - overhead));
             if (len != 0) {
@@ -491,7 +493,7 @@ void Forwarder::forward_to_backend(Frame& frame, PacketInfo& info, uint32_t serv
       params.type = type;
       params.src_addr = egress.address;
       params.dst_addr = backend.address;
-      params.identification = next_ip_id_++;
+      params.identification = take_ip_id();
       params.ttl = static_cast<uint8_t>(view.header->tunnel_ttl);
       params.gre_with_key = with_key;
       params.gre_key = service.gre_key;
@@ -552,7 +554,7 @@ void Forwarder::end_flow_of_removed_backend(Frame& frame, PacketInfo& info, cons
   ip[0] = 0x45;
   ip[1] = 0;
   store_be16(ip + wire::kIpv4TotalLength, 40);
-  store_be16(ip + wire::kIpv4Id, next_ip_id_++);
+  store_be16(ip + wire::kIpv4Id, take_ip_id());
   store_be16(ip + wire::kIpv4FlagsFragment, wire::kIpv4FlagDf);
   ip[wire::kIpv4Ttl] = 64;
   ip[wire::kIpv4Protocol] = wire::kProtoTcp;

@@ -64,6 +64,7 @@ struct ForwarderResources {
   // flow table's events (lc and wlc read them).
   const std::atomic<int32_t>* active_flows = nullptr;
   uint32_t worker_index = 0;
+  uint32_t worker_count = 1;
 };
 
 class Forwarder {
@@ -104,7 +105,15 @@ class Forwarder {
   const RuntimeConfig* config_ = nullptr;
   uint64_t now_ns_ = 0;
   uint64_t now_ms_ = 0;
+  // IPv4 identification of headers the balancer creates. Workers use
+  // disjoint residues (index, index + workers, ...), so two workers never
+  // give the same id to packets between the same addresses (RFC 6864 §4).
   uint16_t next_ip_id_ = 0;
+  uint16_t take_ip_id() {
+    const uint16_t id = next_ip_id_;
+    next_ip_id_ = static_cast<uint16_t>(next_ip_id_ + res_.worker_count);
+    return id;
+  }
   uint32_t scratch_used_ = 0;
   // ICMP errors the balancer creates are rate limited per worker (token
   // bucket refilled each second), as routers do (RFC 1812 §4.3.2.8).

@@ -74,6 +74,7 @@ Engine::Engine(const EngineOptions& options) : options_(options) {
     resources.backend_slots = options_.backend_slots;
     resources.active_flows = active_flows_.get();
     resources.worker_index = w;
+    resources.worker_count = options_.workers;
     worker->forwarder = std::make_unique<core::Forwarder>(resources);
     workers_.push_back(std::move(worker));
   }
