@@ -22,6 +22,8 @@ namespace l4lb::core {
   X(replies_ingress_path, "repliesIngressPath") /* reply left on the flow's ingress port + MAC */ \
   X(replies_routed, "repliesRouted")            /* no ingress path known: routing table used */ \
   X(replies_route_differs, "repliesRouteDiffers") /* ingress path used where routing would differ */ \
+  X(replies_via_tunnel, "repliesViaTunnel")     /* dr/tunnel reply returned inside GRE/IPIP by the real server */ \
+  X(replies_direct, "repliesDirect")            /* dr/tunnel reply from a VIP that reached the balancer unencapsulated */ \
   X(flows_created, "flowsCreated")                                                \
   X(flows_untracked, "flowsUntracked")          /* table full: scheduled without state */ \
   X(flows_reset, "flowsReset")                  /* backend removed: TCP reset sent */ \

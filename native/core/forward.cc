@@ -142,8 +142,55 @@ void Forwarder::process(Frame& frame, TxBatch& tx) {
     handle_to_vip(frame, info, tx);
     return;
   }
+  if ((info.ip_protocol == wire::kProtoGre || info.ip_protocol == wire::kProtoIpip) &&
+      config_->view().is_port_address(info.dst_addr)) {
+    handle_tunnel_return(frame, info, tx);
+    return;
+  }
+  if (config_->view().is_vip(info.src_addr) && forward_reply_from_vip(frame, info, tx)) {
+    WorkerCounters::add(counters.replies_direct);
+    return;
+  }
   if (handle_reply(frame, info, tx)) return;
   WorkerCounters::add(counters.passed);
+}
+
+// ---- dr / tunnel replies that come back through the balancer ------------------------
+
+void Forwarder::handle_tunnel_return(Frame& frame, PacketInfo& info, TxBatch& tx) {
+  const ParseStatus status = decapsulate(&frame, &info);
+  if (!status.is_ok()) {
+    drop(status.outcome == ParseOutcome::drop ? status.reason : DropReason::malformed_tunnel);
+    return;
+  }
+  if (info.ip_version != 4 || !config_->view().is_vip(info.src_addr) || !forward_reply_from_vip(frame, info, tx)) {
+    // Only replies from a VIP of a tracked flow are relayed: anything else
+    // inside a tunnel to the balancer is not ours to forward.
+    drop(DropReason::unknown_flow);
+    return;
+  }
+  WorkerCounters::add(res_.counters->replies_via_tunnel);
+}
+
+bool Forwarder::forward_reply_from_vip(Frame& frame, PacketInfo& info, TxBatch& tx) {
+  if (!is_tcp_or_udp(info.ip_protocol) || info.has(kPacketLaterFragment)) return false;
+  // The flow was keyed client -> VIP when its first packet arrived.
+  FlowTable& flows = *res_.flows;
+  const FlowKey key = FlowKey::ipv4(info.ip_protocol, info.dst_addr, info.dst_port, info.src_addr, info.src_port);
+  Flow flow;
+  if (!flows.lookup(key, flows.hash(key), now_ms_, *res_.flow_counters, &flow)) return false;
+  if (flow.matched != FlowDirection::original) return false;
+  if (info.ip_protocol == wire::kProtoTcp) {
+    flows.observe_tcp(flow.handle, flow.state, info.tcp_flags, FlowDirection::reply, now_ms_);
+  } else {
+    flows.touch(flow.handle, now_ms_);
+  }
+  if (!decrement_ttl(frame.data, &info)) {
+    drop(DropReason::ttl_expired);
+    return true;
+  }
+  send_reply_on_ingress_path(frame, info, flow, tx);
+  return true;
 }
 
 // ---- ARP --------------------------------------------------------------------

@@ -23,6 +23,11 @@
 //     about one) is translated back and sent on the flow's ingress path: the
 //     port and the next-hop MAC its first packet came from (path symmetry).
 //     Anything else is left alone.
+//     Replies of dr and tunnel flows normally bypass the balancer. When a
+//     real server returns them inside GRE/IPIP to a port's own address
+//     (path symmetry for tunnels), or routes them through the balancer
+//     unencapsulated, they too are sent on the flow's ingress path, TTL - 1
+//     (repliesViaTunnel, repliesDirect).
 //  4. ARP requests for a VIP or a fullnat local address on a port that
 //     answers ARP: answered with the port's MAC.
 #pragma once
@@ -92,6 +97,8 @@ class Forwarder {
   void handle_to_vip(Frame& frame, PacketInfo& info, TxBatch& tx);
   void handle_icmp_to_vip(Frame& frame, PacketInfo& info, TxBatch& tx);
   bool handle_reply(Frame& frame, PacketInfo& info, TxBatch& tx);
+  void handle_tunnel_return(Frame& frame, PacketInfo& info, TxBatch& tx);
+  bool forward_reply_from_vip(Frame& frame, PacketInfo& info, TxBatch& tx);
   bool handle_icmp_from_backend(Frame& frame, PacketInfo& info, TxBatch& tx);
   void forward_to_backend(Frame& frame, PacketInfo& info, uint32_t service_index, uint32_t backend_index,
                           const Flow* flow, TxBatch& tx);

@@ -37,6 +37,15 @@ struct SnapshotView {
   // Longest-prefix match over the routes (sorted longest first), or nullptr.
   const shm::SnapshotRoute* route_to(uint32_t address) const;
 
+  // True when `address` is a port's own address (the tunnel endpoint real
+  // servers return replies to).
+  bool is_port_address(uint32_t address) const {
+    for (const shm::SnapshotPort& port : ports) {
+      if (port.address != 0 && port.address == address) return true;
+    }
+    return false;
+  }
+
   // True when `address` is one of the fullnat local addresses.
   bool is_local_address(uint32_t address) const;
 };
