@@ -8,7 +8,7 @@
 //    created frame (ICMP, ARP, TCP reset);
 //  - for an input whose checksums verify, every IPv4 output's header checksum
 //    and TCP/UDP checksum verify too;
-//  - an IPv4 frame neither to a VIP nor from a backend produces no output.
+
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -74,7 +74,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   core::PacketInfo in;
   const bool input_valid = fully_valid(frame, len, &in);
   const core::SnapshotView& view = g_engine->current_config()->view();
-  const bool unrelated = input_valid && !view.is_vip(in.dst_addr) && !is_backend(in.src_addr);
+  // Neither to a VIP or a balancer address, nor from a backend or a VIP
+  // (replies of tracked flows): the balancer must stay silent.
+  const bool unrelated = input_valid && !view.is_vip(in.dst_addr) && !view.is_port_address(in.dst_addr) &&
+                         !is_backend(in.src_addr) && !view.is_vip(in.src_addr);
 
   if (!g_engine->inject(port, frame, len, 0)) return 0;
   g_now_ms += 1;
