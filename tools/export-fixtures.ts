@@ -1,6 +1,6 @@
 // Exports the packet fixtures (test/fixtures/packets) for the C++ tier:
 //   native/test/fixtures/packets.txt   the table, with compiled snapshots
-//   native/test/corpus/engine/*        seed corpus of the engine fuzz target
+//   native/test/corpus/engine/fixture-* seed corpus of the engine fuzz target
 // Run after changing a fixture: npm run fixtures:export. A native test fails
 // when the exported files are not what this produces.
 //
@@ -40,7 +40,7 @@ export function exportFixtures(): { table: string; corpus: Map<string, Buffer> }
         const flags = step.inject.checksumPartial ? binding.frameFlags.checksumPartial : 0;
         lines.push(`inject ${step.inject.port} ${flags} ${step.inject.frame.toString('hex')}`);
         // Corpus entries: the ingress port, then the frame (fuzz_engine.cc's input format).
-        corpus.set(`${fixture.name}-${i + 1}`, Buffer.concat([Buffer.from([step.inject.port]), step.inject.frame]));
+        corpus.set(`fixture-${fixture.name}-${i + 1}`, Buffer.concat([Buffer.from([step.inject.port]), step.inject.frame]));
       }
       for (const e of step.expect) lines.push(`expect ${e.port} ${e.frame.toString('hex')}`);
       for (const [name, count] of Object.entries(step.drops ?? {})) lines.push(`drop ${name} ${count}`);
@@ -56,7 +56,9 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   mkdirSync(new URL('../native/test/fixtures/', import.meta.url), { recursive: true });
   writeFileSync(fixturesPath, table);
   mkdirSync(engineCorpusDir, { recursive: true });
-  for (const name of readdirSync(engineCorpusDir)) rmSync(`${engineCorpusDir}${name}`);
+  // Only the fixture seeds are regenerated; other files are inputs found by
+  // fuzzing, kept as regression cases.
+  for (const name of readdirSync(engineCorpusDir)) if (name.startsWith('fixture-')) rmSync(`${engineCorpusDir}${name}`);
   for (const [name, bytes] of corpus) writeFileSync(`${engineCorpusDir}${name}`, bytes);
   console.log(`exported ${table.split('\nfixture ').length - 1} fixtures and ${corpus.size} corpus files`);
 }

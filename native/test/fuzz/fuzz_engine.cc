@@ -42,9 +42,17 @@ bool transport_checksum_ok(const uint8_t* frame, const core::PacketInfo& info) {
   return core::checksum_finish(core::checksum_partial(frame + info.l4_offset, info.l4_len, sum)) == 0;
 }
 
+// Valid input: parses, and every checksum verifies, including those of a
+// tunnelled packet (the balancer relays GRE/IPIP payloads to clients).
 bool fully_valid(const uint8_t* frame, uint32_t len, core::PacketInfo* info) {
-  return core::parse_frame(frame, len, info).is_ok() && info->ip_version == 4 &&
-         info->has(core::kPacketIpChecksumOk) && transport_checksum_ok(frame, *info);
+  if (!core::parse_frame(frame, len, info).is_ok() || info->ip_version != 4 ||
+      !info->has(core::kPacketIpChecksumOk) || !transport_checksum_ok(frame, *info)) {
+    return false;
+  }
+  if (!info->has(core::kPacketTunnel)) return true;
+  core::PacketInfo inner;
+  return core::parse_ipv4_at(frame, info->inner_l3_offset, info->l3_end(), &inner).is_ok() &&
+         inner.has(core::kPacketIpChecksumOk) && transport_checksum_ok(frame, inner);
 }
 
 bool is_backend(uint32_t address) { return (address & 0xffffff00u) == 0xc6120100u; }  // 198.18.1.0/24
