@@ -282,21 +282,22 @@ bool FlowTable::key_matches(uint32_t slot, uint64_t control_word, const KeyWords
   return slot_state(now_control) == kLive && version_of(now_control) == version_of(control_word);
 }
 
-FlowTable::ScanResult FlowTable::scan(const Probe& probe, const KeyWords& key, std::memory_order order,
-                                      const Claim* own, size_t own_count) const {
+template <std::memory_order kOrder>
+FlowTable::ScanResult FlowTable::scan(const Probe& probe, const KeyWords& key, const Claim* own,
+                                      size_t own_count) const {
   ScanResult result;
   for (uint32_t bucket : probe.bucket) {
     const ControlLine& line = controls_[bucket];
     for (uint32_t i = 0; i < kSlotsPerBucket; ++i) {
+      // acquire (lookups): pairs with the release store that published the
+      // entry. seq_cst (after a claim): orders this load after our own claim
+      // CAS in the single total order, see insert_entries.
+      const uint64_t word = line.word[i].load(kOrder);
+      if (tag_of(word) != probe.tag) continue;
       const uint32_t slot = bucket * kSlotsPerBucket + i;
       bool mine = false;
       for (size_t k = 0; k < own_count; ++k) mine |= own[k].slot == slot;
       if (mine) continue;
-      // acquire (lookups): pairs with the release store that published the
-      // entry. seq_cst (after a claim): orders this load after our own claim
-      // CAS in the single total order, see insert_entries.
-      const uint64_t word = line.word[i].load(order);
-      if (tag_of(word) != probe.tag) continue;
       const uint64_t state = slot_state(word);
       if (state == kLive && key_matches(slot, word, key)) {
         result.found = Found::match;
@@ -594,7 +595,7 @@ FlowInsertResult FlowTable::insert_entries(const FlowKey* keys, const uint64_t* 
     // 1. Is either key tracked already, or being inserted by another thread?
     bool look_again = false;
     for (size_t k = 0; k < count && !look_again; ++k) {
-      const ScanResult found = scan(probes[k], words[k], std::memory_order_acquire, nullptr, 0);
+      const ScanResult found = scan<std::memory_order_acquire>(probes[k], words[k], nullptr, 0);
       if (found.found == Found::pending) {
         if (!wait_for_change(found.slot, found.control)) {
           FlowCounters::bump(counters.insert_contended);
@@ -669,7 +670,7 @@ FlowInsertResult FlowTable::insert_entries(const FlowKey* keys, const uint64_t* 
     // (or its publication), so at most one of them gets past this point.
     bool conflict = false;
     for (size_t k = 0; k < count && !conflict; ++k) {
-      conflict = scan(probes[k], words[k], std::memory_order_seq_cst, claims, claimed).found != Found::none;
+      conflict = scan<std::memory_order_seq_cst>(probes[k], words[k], claims, claimed).found != Found::none;
     }
     if (conflict) {
       for (size_t j = 0; j < claimed; ++j) abandon(claims[j]);
@@ -771,7 +772,7 @@ bool FlowTable::lookup(const FlowKey& key, uint64_t hash, uint64_t now_ms, FlowC
   std::memcpy(words.w, &key, sizeof(key));
   const Probe probe = probe_for(hash);
   for (int attempt = 0; attempt < kReadRetries; ++attempt) {
-    const ScanResult found = scan(probe, words, std::memory_order_acquire, nullptr, 0);
+    const ScanResult found = scan<std::memory_order_acquire>(probe, words, nullptr, 0);
     if (found.found != Found::match) break;
     uint32_t owner;
     uint64_t owner_control;

@@ -350,8 +350,8 @@ class FlowTable {
   Probe probe_for(uint64_t hash) const;
   std::atomic<uint64_t>& control(uint32_t slot) const;
   bool key_matches(uint32_t slot, uint64_t control_word, const KeyWords& key) const;
-  ScanResult scan(const Probe& probe, const KeyWords& key, std::memory_order order, const Claim* own,
-                  size_t own_count) const;
+  template <std::memory_order kOrder>
+  ScanResult scan(const Probe& probe, const KeyWords& key, const Claim* own, size_t own_count) const;
   bool read_flow(uint32_t slot, uint32_t version, Flow* out, uint64_t* control_out) const;
   bool read_link(uint32_t slot, uint64_t control_word, uint32_t* peer_slot, uint32_t* peer_version) const;
   bool read_reverse_key(uint32_t slot, uint32_t version, FlowKey* out) const;
