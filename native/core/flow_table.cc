@@ -387,6 +387,8 @@ bool FlowTable::read_reverse_key(uint32_t slot, uint32_t version, FlowKey* out) 
 
 bool FlowTable::is_expired(uint64_t control_word, uint32_t slot, uint32_t now) const {
   const Entry& entry = entries_[slot];
+  // Relaxed: an expiry decision is acted on only through a CAS on the control
+  // word the caller loaded with acquire, which fails if the slot was recycled.
   const uint32_t last_seen = entry.last_seen_ms.load(std::memory_order_relaxed);
   const uint32_t timeout = kind_of(control_word) == FlowEntryKind::persistence_template
                                ? std::min(entry.peer_slot.load(std::memory_order_relaxed), kMaxTimeoutMs)
@@ -493,6 +495,7 @@ bool FlowTable::evict_one(const Probe& probe, uint32_t now, FlowCounters& counte
         if (owner == kNoPeer && delete_orphan_reverse(slot, word)) return true;
         continue;
       }
+      // Relaxed: only ranks victims; delete_entry's CAS decides.
       const uint32_t age = age_ms(now, entries_[owner].last_seen_ms.load(std::memory_order_relaxed));
       if (kind_of(owner_control) == FlowEntryKind::forward &&
           flow_state_of(owner_control) == FlowState::tcp_syn_seen) {
@@ -539,6 +542,7 @@ bool FlowTable::try_claim(const Probe& probe, FlowEntryKind kind, FlowState stat
     const uint32_t bucket = probe.bucket[pass == 0 ? first : 1 - first];
     for (uint32_t i = 0; i < kSlotsPerBucket; ++i) {
       std::atomic<uint64_t>& word = controls_[bucket].word[i];
+      // Relaxed: the CAS below re-reads the word.
       uint64_t seen = word.load(std::memory_order_relaxed);
       if (slot_state(seen) != kEmpty) continue;
       const uint32_t version = version_of(seen) + 1;
@@ -647,7 +651,7 @@ FlowInsertResult FlowTable::insert_entries(const FlowKey* keys, const uint64_t* 
     if (look_again) continue;
 
     // 2. Claim a slot for each key, evicting when both buckets are full.
-    Claim claims[2];
+    Claim claims[2] = {};
     size_t claimed = 0;
     for (size_t k = 0; k < count; ++k) {
       const FlowEntryKind kind = k == 0 ? primary_kind : FlowEntryKind::reverse;
@@ -827,6 +831,7 @@ FlowState FlowTable::observe_tcp(const FlowHandle& handle, FlowState previous, u
   if (handle.slot >= slot_count()) return previous;
   touch(handle, now_ms);
   std::atomic<uint64_t>& word = control(handle.slot);
+  // Relaxed: the CAS below re-reads the word; the state bits publish no data.
   uint64_t current = word.load(std::memory_order_relaxed);
   for (;;) {
     if (version_of(current) != handle.version || slot_state(current) != kLive ||
@@ -898,6 +903,7 @@ size_t FlowTable::expire_step(uint64_t now_ms, size_t max_slots, FlowCounters& c
 FlowOccupancy FlowTable::occupancy() const {
   FlowOccupancy result;
   for (uint32_t slot = 0; slot < slot_count(); ++slot) {
+    // Acquire pairs with the publishing release store (a snapshot for stats).
     const uint64_t word = control(slot).load(std::memory_order_acquire);
     if (slot_state(word) == kClaimed) ++result.claimed;
     if (slot_state(word) != kLive) continue;
@@ -925,6 +931,7 @@ bool FlowTable::inspect(uint32_t slot, FlowSlotInfo* out) const {
   out->kind = kind_of(word);
   out->state = flow_state_of(word);
   out->version = version_of(word);
+  // Relaxed: introspection for tests, not validated like read_flow.
   uint64_t key_words[5];
   for (int i = 0; i < 5; ++i) key_words[i] = entry.key[i].load(std::memory_order_relaxed);
   std::memcpy(&out->key, key_words, sizeof(out->key));
