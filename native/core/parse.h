@@ -111,7 +111,9 @@ struct ParseStatus {
 // bad_ip_length (total/payload length < header or > bytes present),
 // bad_ipv6_header (extension chain too long, cut, or hop-by-hop not first),
 // bad_l4_header (TCP/UDP/ICMP header cut or lying), malformed_tunnel (GRE
-// version != 0, routing or reserved bits, header cut).
+// version != 0, routing or reserved bits, header cut). On not_ip only the
+// Ethernet fields and l3_offset are filled; on drop *out is not meaningful
+// beyond the Ethernet fields.
 ParseStatus parse_frame(const uint8_t* data, uint32_t len, PacketInfo* out);
 
 // Parses the IPv4 packet whose header starts at frame + offset and whose
