@@ -388,10 +388,13 @@ ParseStatus decapsulate(Frame* frame, PacketInfo* info) {
     change.apply_to(inner_ip + kIpv4Checksum);
   }
 
+  // Whatever follows the inner packet inside the outer one (and the outer
+  // packet's Ethernet padding) goes with the outer header.
   const uint32_t l3_offset = info->l3_offset;
   const uint32_t strip = info->inner_l3_offset - l3_offset;
-  frame->tailroom += frame->len - l3_end;
-  frame->len = l3_end - strip;
+  const uint32_t inner_end = inner.l3_end();
+  frame->tailroom += frame->len - inner_end;
+  frame->len = inner_end - strip;
   std::memmove(frame->data + strip, frame->data, l3_offset);
   frame->data += strip;
   frame->headroom += strip;

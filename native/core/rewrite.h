@@ -58,7 +58,7 @@ bool rewrite_ipv4_source(uint8_t* frame, PacketInfo* info, uint32_t addr, uint16
 enum class VlanAction : uint8_t {
   keep,   // leave the tag (or its absence) as it is
   strip,  // remove the tag if there is one
-  set,    // tag with vlan_tci: replace the TCI, or insert an 802.1Q tag
+  set,    // tag with vlan_tci: replace the TCI (keeping the TPID), or insert an 802.1Q tag
 };
 
 struct EthernetRewrite {
@@ -145,8 +145,8 @@ constexpr uint32_t tunnel_overhead(TunnelType type, bool gre_with_key) {
 uint32_t encapsulate_ipv4(Frame* frame, PacketInfo* info, const TunnelParams& params);
 
 // Strips the outer IPv4 header (and GRE header) of an IPv4-in-IPIP or
-// IPv4-in-GRE packet, moving the Ethernet header forward, then parses the
-// inner packet into *info. Propagates congestion marks as RFC 6040 §4.2
+// IPv4-in-GRE packet, moving the Ethernet header forward, and trims the frame
+// to the end of the inner packet; then parses the inner packet into *info. Propagates congestion marks as RFC 6040 §4.2
 // asks: outer CE over an ECN-capable inner packet sets CE on it (checksum
 // updated); outer CE over a not-ECT inner packet is dropped
 // (malformed_tunnel), as Linux does. Drops malformed_tunnel for anything

@@ -331,6 +331,54 @@ void check_tunnels(const uint8_t* data, uint32_t len, const PacketInfo& original
   }
 }
 
+// Decapsulation of whatever tunnel packet the input is: either the documented
+// drop with the frame untouched, or the Ethernet header followed by the inner
+// packet, byte for byte but for a congestion mark carried over (RFC 6040).
+void check_decapsulation(const uint8_t* data, uint32_t len, const PacketInfo& original) {
+  if (!original.has(kPacketTunnel) || original.inner_ether_type != wire::kEtherTypeIpv4 ||
+      (original.ip_protocol != wire::kProtoIpip && original.ip_protocol != wire::kProtoGre)) {
+    return;
+  }
+  Copy copy(data, len);
+  PacketInfo info = original;
+  const ParseStatus status = decapsulate(&copy.frame, &info);
+  PacketInfo inner;
+  const ParseStatus inner_status = parse_ipv4_at(data, original.inner_l3_offset, original.l3_end(), &inner);
+  const bool outer_ce = (original.tos & wire::kEcnMask) == wire::kEcnCe;
+  const uint8_t inner_ecn = inner.tos & wire::kEcnMask;
+  if (original.has(kPacketFragment) || !inner_status.is_ok() || (outer_ce && inner_ecn == wire::kEcnNotEct)) {
+    FUZZ_CHECK(!status.is_ok());
+    FUZZ_CHECK(copy.frame.len == len && std::memcmp(copy.frame.data, data, len) == 0);
+    if (!original.has(kPacketFragment) && !inner_status.is_ok()) FUZZ_CHECK(status == inner_status);
+    return;
+  }
+  FUZZ_CHECK(status.is_ok());
+  const uint32_t l3 = original.l3_offset;
+  const uint32_t inner_len = inner.l3_end() - original.inner_l3_offset;
+  FUZZ_CHECK(copy.frame.len == l3 + inner_len);
+  FUZZ_CHECK(copy.frame.headroom == kHeadroom + (original.inner_l3_offset - l3));
+  FUZZ_CHECK(std::memcmp(copy.frame.data, data, l3) == 0);
+  const uint8_t* before = data + original.inner_l3_offset;
+  const uint8_t* after = copy.frame.data + l3;
+  const bool marked = outer_ce && inner_ecn != wire::kEcnCe;
+  for (uint32_t i = 0; i < inner_len; ++i) {
+    if (marked && (i == wire::kIpv4Tos || i == wire::kIpv4Checksum || i == wire::kIpv4Checksum + 1)) continue;
+    FUZZ_CHECK(before[i] == after[i]);
+  }
+  if (marked) FUZZ_CHECK(after[wire::kIpv4Tos] == (before[wire::kIpv4Tos] | wire::kEcnCe));
+  FUZZ_CHECK(info.has(kPacketIpChecksumOk) == inner.has(kPacketIpChecksumOk));
+  FUZZ_CHECK(info.src_addr == inner.src_addr && info.dst_addr == inner.dst_addr && info.dst_port == inner.dst_port);
+  FUZZ_CHECK(info.l3_offset == l3 && info.l3_end() == copy.frame.len);
+}
+
+// RFC 1122 §3.2.2 as icmp_error_allowed applies it.
+void check_icmp_policy(const uint8_t* data, const PacketInfo& info) {
+  if (!icmp_error_allowed(data, info)) return;
+  FUZZ_CHECK(!is_icmp_error(info) && !info.has(kPacketLaterFragment) && (data[0] & 1) == 0);
+  FUZZ_CHECK(info.src_addr >> 24 != 0 && info.src_addr >> 24 != 127 && info.src_addr >> 28 < 0xe);
+  FUZZ_CHECK(info.dst_addr >> 28 != 0xe && info.dst_addr != 0xffffffffu);
+}
+
 void check_ethernet(const uint8_t* data, uint32_t len, const PacketInfo& original) {
   Copy copy(data, len);
   PacketInfo info = original;
@@ -381,7 +429,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   check_nat_and_ttl(data, len, info);
   check_icmp(data, len, info);
+  check_icmp_policy(data, info);
   check_frag_needed(data, info);
   check_tunnels(data, len, info);
+  check_decapsulation(data, len, info);
   return 0;
 }

@@ -725,6 +725,22 @@ TEST(RewriteTunnel, DecapsulationOfABuiltGreFrameWithSequenceAndChecksum) {
   EXPECT_EQ(first_difference(buffer.bytes(), expected), "");
 }
 
+TEST(RewriteTunnel, DecapsulationDropsBytesAfterTheInnerPacket) {
+  Bytes inner = PacketBuilder().ipv4({.src = kClient, .dst = kVip}).udp({.src_port = 1, .dst_port = 2}).build();
+  Bytes outer_payload = inner;
+  outer_payload.insert(outer_payload.end(), {'t', 'r', 'a', 'i', 'l'});
+  const Bytes frame = PacketBuilder()
+                          .ethernet()
+                          .ipv4({.src = kLbLocal, .dst = kBackend, .protocol = wire::kProtoIpip})
+                          .payload(outer_payload)
+                          .build();
+  FrameBuffer buffer(frame);
+  PacketInfo info = parse_ok(frame);
+  ASSERT_EQ(decapsulate(buffer.frame(), &info), ParseStatus::ok());
+  EXPECT_EQ(first_difference(buffer.bytes(), PacketBuilder().ethernet({.ether_type = wire::kEtherTypeIpv4}).payload(inner).build()), "");
+  EXPECT_EQ(buffer.frame()->tailroom, 64u + 5);
+}
+
 // RFC 6040 §4.2: congestion experienced on the outer header reaches the inner one.
 TEST(RewriteTunnel, DecapsulationPropagatesCongestionExperienced) {
   auto tunnelled = [](uint8_t outer_tos, uint8_t inner_tos) {
