@@ -19,6 +19,10 @@ export interface NativeEngineOptions {
   backendSlots?: number;
   maglevTableSize?: number;
   ringFrames?: number;
+  /** Records per worker event ring (rounded up to a power of two). */
+  eventRecords?: number;
+  /** Minimum time between two event records of one kind from one worker. */
+  signalIntervalMs?: number;
   /** 16 bytes; default: random. Balancers that must hash flows alike share one. */
   hashKey?: Uint8Array;
   timeouts?: {
@@ -59,6 +63,13 @@ export interface NativeEngine {
   backendCounters(slots: number[]): NativeBackendCounters[];
   flowOccupancy(): { forward: number; reverse: number; templates: number };
   maglevChangedSlots(serviceIndex: number): number | null;
+  /**
+   * The statistics region (counters, active flows, event rings; layout.stats)
+   * as an external ArrayBuffer, the same object on every call. Detached by close().
+   */
+  sharedMemory(): ArrayBuffer;
+  /** Manual mode only: pushes a record into a worker's event ring as that worker would. False when full. */
+  postEvent(worker: number, kind: number, count: number, detail: number): boolean;
   start(): void;
   /** Idempotent: stops the workers and frees the engine. */
   close(): void;
@@ -78,7 +89,7 @@ export interface NativeBinding {
 }
 
 /** The ABI version this TypeScript code was written against. */
-export const expectedAbiVersion = 1;
+export const expectedAbiVersion = 2;
 
 const require = createRequire(import.meta.url);
 const nodeGypBuild = require('node-gyp-build') as ((dir: string) => unknown) & {

@@ -20,8 +20,29 @@ export interface SnapshotLayout {
   route: StructLayout;
 }
 
+/** The statistics region (native/shm/stats.h): headers, counter structs and event rings. */
+export interface StatsLayout {
+  region: StructLayout;
+  block: StructLayout;
+  eventRing: StructLayout;
+  eventRecord: StructLayout;
+  /** core::WorkerCounters, fields by their exported names (rxPackets, ...). */
+  workerCounters: StructLayout;
+  /** WorkerCounters::drops: `count` 8-byte counters from `offset`, in the order of dropReasons(). */
+  drops: { offset: number; stride: number; count: number };
+  /** core::FlowCounters, fields by exported names (lookupHits, ...). */
+  flowCounters: StructLayout;
+  /** core::BackendCounters: packets, bytes, flowsCreated. */
+  backendCounters: StructLayout;
+  /** The shared active-flow counts: one int32 per backend slot. */
+  activeFlows: { stride: number };
+  /** Names of the event kinds, indexed by EventRecord.kind. */
+  eventKinds: string[];
+}
+
 export interface Layout {
   snapshot: SnapshotLayout;
+  stats: StatsLayout;
   constants: Record<string, number>;
 }
 

@@ -11,7 +11,7 @@ namespace {
 
 // Bumped whenever a layout or verb exported here changes meaning; TypeScript
 // refuses to run against an addon whose version it does not know.
-constexpr uint32_t kAddonAbiVersion = 1;
+constexpr uint32_t kAddonAbiVersion = 2;  // 2: statistics region, event rings
 
 Napi::Value DropReasons(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();

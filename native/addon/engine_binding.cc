@@ -11,6 +11,7 @@
 
 #include "core/drop_reason.h"
 #include "engine/engine.h"
+#include "engine/stats_region.h"
 
 namespace l4lb::addon {
 
@@ -40,6 +41,8 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
                            InstanceMethod<&EngineHandle::BackendCounters>("backendCounters"),
                            InstanceMethod<&EngineHandle::FlowOccupancy>("flowOccupancy"),
                            InstanceMethod<&EngineHandle::MaglevChangedSlots>("maglevChangedSlots"),
+                           InstanceMethod<&EngineHandle::SharedMemory>("sharedMemory"),
+                           InstanceMethod<&EngineHandle::PostEvent>("postEvent"),
                            InstanceMethod<&EngineHandle::Start>("start"),
                            InstanceMethod<&EngineHandle::Close>("close"),
                        });
@@ -63,6 +66,11 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
     options.backend_slots = OptionalUint32(o, "backendSlots", options.backend_slots);
     options.maglev_table_size = OptionalUint32(o, "maglevTableSize", options.maglev_table_size);
     options.memory_ring_frames = OptionalUint32(o, "ringFrames", options.memory_ring_frames);
+    options.event_ring_records = OptionalUint32(o, "eventRecords", options.event_ring_records);
+    if (o.Get("signalIntervalMs").IsNumber()) {
+      options.signal_interval_ns =
+          static_cast<uint64_t>(o.Get("signalIntervalMs").As<Napi::Number>().Uint32Value()) * 1'000'000ull;
+    }
     if (o.Get("timeouts").IsObject()) {
       Napi::Object t = o.Get("timeouts").As<Napi::Object>();
       options.timeouts.tcp_syn_ms = OptionalUint32(t, "tcpSynMs", options.timeouts.tcp_syn_ms);
@@ -86,8 +94,10 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
       return;
     }
     if (options.workers == 0 || options.workers > 64 || options.port_count == 0 || options.port_count > 64 ||
-        options.backend_slots == 0 || options.backend_slots > 65536) {
-      CodedError(env, "EINVAL", "Engine(options): workers and ports must be 1..64, backendSlots 1..65536")
+        options.backend_slots == 0 || options.backend_slots > 65536 || options.event_ring_records == 0 ||
+        options.event_ring_records > (1u << 16)) {
+      CodedError(env, "EINVAL",
+                 "Engine(options): workers and ports must be 1..64, backendSlots 1..65536, eventRecords 1..65536")
           .ThrowAsJavaScriptException();
       return;
     }
@@ -242,6 +252,48 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
     return Napi::Number::New(env, config->maglev_changed_slots(service));
   }
 
+  // sharedMemory() -> ArrayBuffer over the statistics region (shm/stats.h),
+  // the same object on every call. The buffer holds a reference to the region
+  // (released by its finalizer), and close() detaches it, so JavaScript can
+  // neither read freed memory nor keep reading after close.
+  Napi::Value SharedMemory(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!CheckOpen(env)) return env.Undefined();
+    if (!shared_memory_.IsEmpty()) return shared_memory_.Value();
+    auto* keep = new std::shared_ptr<engine::StatsRegion>(engine_->stats_region());
+    Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(
+        env, (*keep)->data(), (*keep)->size(),
+        [](Napi::Env, void*, std::shared_ptr<engine::StatsRegion>* region) { delete region; }, keep);
+    shared_memory_ = Napi::Persistent(buffer);
+    return buffer;
+  }
+
+  // postEvent(worker, kindIndex, count, detail): pushes a record into a
+  // worker's event ring, as that worker would. Manual mode only: in threaded
+  // mode the worker thread is the ring's single producer.
+  Napi::Value PostEvent(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!CheckOpen(env)) return env.Undefined();
+    if (engine_->options().threaded) {
+      CodedError(env, "ETHREADED", "postEvent: only in manual mode (the worker thread is the ring's producer)")
+          .ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    if (info.Length() < 4 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber() || !info[3].IsNumber()) {
+      CodedError(env, "EINVAL", "postEvent(worker, kind, count, detail)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    const uint32_t kind = info[1].As<Napi::Number>().Uint32Value();
+    if (kind >= static_cast<uint32_t>(shm::EventKind::count)) {
+      CodedError(env, "EINVAL", "postEvent: unknown event kind").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    return Napi::Boolean::New(
+        env, engine_->post_event(info[0].As<Napi::Number>().Uint32Value(), static_cast<shm::EventKind>(kind), 0,
+                                 static_cast<uint64_t>(info[2].As<Napi::Number>().DoubleValue()),
+                                 static_cast<uint64_t>(info[3].As<Napi::Number>().DoubleValue())));
+  }
+
   Napi::Value Start(const Napi::CallbackInfo& info) {
     if (CheckOpen(info.Env())) engine_->start();
     return info.Env().Undefined();
@@ -250,10 +302,15 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
   // Idempotent: stops the workers and frees everything the engine holds.
   Napi::Value Close(const Napi::CallbackInfo& info) {
     engine_.reset();
+    if (!shared_memory_.IsEmpty()) {
+      shared_memory_.Value().Detach();
+      shared_memory_.Reset();
+    }
     return info.Env().Undefined();
   }
 
   std::unique_ptr<engine::Engine> engine_;
+  Napi::Reference<Napi::ArrayBuffer> shared_memory_;
 };
 
 }  // namespace

@@ -26,11 +26,31 @@ constexpr int kSleepMs = 1;
 
 }  // namespace
 
+// Drop reasons that are reported as signals through the event ring as well
+// as counted: each means the operator (or the control plane) has something
+// to do: grow the flow table, resolve a next hop, add local addresses.
+struct SignalSource {
+  core::DropReason reason;
+  shm::EventKind kind;
+};
+constexpr SignalSource kSignalSources[] = {
+    {core::DropReason::flow_table_full, shm::EventKind::flow_table_full},
+    {core::DropReason::no_neighbour, shm::EventKind::no_neighbour},
+    {core::DropReason::no_route, shm::EventKind::no_route},
+    {core::DropReason::no_local_port, shm::EventKind::no_local_port},
+    {core::DropReason::tx_full, shm::EventKind::tx_full},
+};
+constexpr size_t kSignalCount = sizeof(kSignalSources) / sizeof(kSignalSources[0]);
+
 struct Engine::Worker {
   uint32_t index = 0;
-  std::unique_ptr<core::WorkerCounters> counters = std::make_unique<core::WorkerCounters>();
-  std::unique_ptr<core::FlowCounters> flow_counters = std::make_unique<core::FlowCounters>();
-  std::unique_ptr<core::BackendCounters[]> backend_counters;
+  // In the statistics region; this worker is their only writer.
+  core::WorkerCounters* counters = nullptr;
+  core::FlowCounters* flow_counters = nullptr;
+  core::BackendCounters* backend_counters = nullptr;
+  shm::EventRingProducer events;
+  uint64_t signal_reported[kSignalCount] = {};  // counter value at the last record
+  uint64_t signal_time_ns[kSignalCount] = {};   // time of the last record (0 = none yet)
   std::unique_ptr<core::Forwarder> forwarder;
   std::vector<io::Port*> ports;
   const core::RuntimeConfig* config = nullptr;
@@ -44,8 +64,8 @@ struct Engine::Worker {
 
 Engine::Engine(const EngineOptions& options) : options_(options) {
   options_.workers = std::max<uint32_t>(1, options_.workers);
-  active_flows_ = std::make_unique<std::atomic<int32_t>[]>(options_.backend_slots);
-  for (uint32_t i = 0; i < options_.backend_slots; ++i) active_flows_[i].store(0, std::memory_order_relaxed);
+  stats_ = StatsRegion::create(options_.workers, options_.backend_slots, options_.event_ring_records);
+  active_flows_ = stats_->active_flows();
 
   core::FlowTableOptions flow_options;
   flow_options.slots = options_.flow_slots;
@@ -61,18 +81,21 @@ Engine::Engine(const EngineOptions& options) : options_(options) {
   for (uint32_t w = 0; w < options_.workers; ++w) {
     auto worker = std::make_unique<Worker>();
     worker->index = w;
-    worker->backend_counters = std::make_unique<core::BackendCounters[]>(options_.backend_slots);
+    worker->counters = &stats_->worker_counters(w);
+    worker->flow_counters = &stats_->flow_counters(w);
+    worker->backend_counters = stats_->backend_counters(w);
+    worker->events.attach(stats_->event_ring(w), stats_->event_records(w), stats_->event_capacity());
     for (uint32_t p = 0; p < options_.port_count; ++p) {
       memory_ports_[w].push_back(std::make_unique<io::MemoryPort>(options_.memory_ring_frames));
       worker->ports.push_back(memory_ports_[w].back().get());
     }
     core::ForwarderResources resources;
     resources.flows = flows_.get();
-    resources.counters = worker->counters.get();
-    resources.flow_counters = worker->flow_counters.get();
-    resources.backend_counters = worker->backend_counters.get();
+    resources.counters = worker->counters;
+    resources.flow_counters = worker->flow_counters;
+    resources.backend_counters = worker->backend_counters;
     resources.backend_slots = options_.backend_slots;
-    resources.active_flows = active_flows_.get();
+    resources.active_flows = active_flows_;
     resources.worker_index = w;
     resources.worker_count = options_.workers;
     worker->forwarder = std::make_unique<core::Forwarder>(resources);
@@ -108,7 +131,7 @@ bool Engine::publish(const uint8_t* bytes, size_t size, std::string* error) {
   config_options.backend_slots = options_.backend_slots;
   config_options.maglev_table_size = options_.maglev_table_size;
   std::memcpy(config_options.hash_seed, options_.hash_key, sizeof(config_options.hash_seed));
-  config_options.active_flows = active_flows_.get();
+  config_options.active_flows = active_flows_;
   std::unique_ptr<core::RuntimeConfig> config =
       core::RuntimeConfig::build(bytes, size, config_options, previous, error);
   if (!config) return false;
@@ -195,6 +218,28 @@ void Engine::run_batch(Worker& worker, uint64_t now_ns) {
     core::WorkerCounters::add(worker.counters->idle_polls);
   }
   flows_->expire_step(now_ns / 1'000'000, kExpirySlotsPerBatch, *worker.flow_counters);
+  report_signals(worker, now_ns);
+}
+
+void Engine::report_signals(Worker& worker, uint64_t now_ns) {
+  for (size_t i = 0; i < kSignalCount; ++i) {
+    // Own counter (this worker is its writer): relaxed is exact here.
+    const uint64_t total =
+        worker.counters->drops[static_cast<size_t>(kSignalSources[i].reason)].load(std::memory_order_relaxed);
+    if (total == worker.signal_reported[i]) continue;
+    if (worker.signal_time_ns[i] != 0 && now_ns - worker.signal_time_ns[i] < options_.signal_interval_ns) continue;
+    // A full ring keeps the count for the next attempt; the ring counts the loss.
+    if (!worker.events.push(kSignalSources[i].kind, worker.index, now_ns, total - worker.signal_reported[i], total)) {
+      continue;
+    }
+    worker.signal_reported[i] = total;
+    worker.signal_time_ns[i] = now_ns == 0 ? 1 : now_ns;
+  }
+}
+
+bool Engine::post_event(uint32_t worker, shm::EventKind kind, uint64_t time_ns, uint64_t count, uint64_t detail) {
+  if (worker >= workers_.size()) return false;
+  return workers_[worker]->events.push(kind, worker, time_ns, count, detail);
 }
 
 uint32_t Engine::poll(uint64_t now_ns) {

@@ -10,6 +10,10 @@
 // stores the generation it runs with release. The control thread frees an old
 // configuration only when every worker's running generation (acquire loads,
 // pairing with those releases) is past it: no worker can still be reading it.
+//
+// Counters live in the statistics region (stats_region.h), which TypeScript
+// reads as an external ArrayBuffer; each worker also reports rate-limited
+// data-plane signals through its own event ring there.
 #pragma once
 
 #include <atomic>
@@ -26,6 +30,8 @@
 #include "core/runtime_config.h"
 #include "io/memory_port.h"
 #include "io/port.h"
+#include "engine/stats_region.h"
+#include "shm/event_ring.h"
 
 namespace l4lb::engine {
 
@@ -44,6 +50,10 @@ struct EngineOptions {
   uint32_t backend_slots = 4096;
   uint32_t maglev_table_size = 65537;
   uint32_t memory_ring_frames = 1024;
+  uint32_t event_ring_records = StatsRegion::kDefaultEventCapacity;  // per worker
+  // Minimum time between two event records of one kind from one worker:
+  // a flood of drops becomes one record per interval carrying the count.
+  uint64_t signal_interval_ns = 100'000'000;
   uint8_t hash_key[16] = {};  // secret; the addon fills it from a CSPRNG
 };
 
@@ -76,6 +86,12 @@ class Engine {
   const core::FlowCounters& flow_counters(uint32_t worker) const;
   const core::BackendCounters& backend_counters(uint32_t worker, uint32_t slot) const;
   int32_t active_flows(uint32_t slot) const { return active_flows_[slot].load(std::memory_order_relaxed); }
+  // The statistics region (counters, active flows, event rings), shared with
+  // whoever holds a reference; it outlives the engine while referenced.
+  std::shared_ptr<StatsRegion> stats_region() const { return stats_; }
+  // Worker thread `worker` only (its ring has one producer): reports a
+  // data-plane signal that is not a drop counter (a port error, for one).
+  bool post_event(uint32_t worker, shm::EventKind kind, uint64_t time_ns, uint64_t count, uint64_t detail);
   core::FlowOccupancy flow_occupancy() const { return flows_->occupancy(); }
   // The configuration most recently published (control thread only).
   const core::RuntimeConfig* current_config() const { return current_.load(std::memory_order_relaxed); }
@@ -86,11 +102,13 @@ class Engine {
   void run_batch(Worker& worker, uint64_t now_ns);
   void worker_loop(Worker& worker);
   void reclaim_configs();
+  void report_signals(Worker& worker, uint64_t now_ns);
   static void on_flow_added(void* context, uint32_t backend_id);
   static void on_flow_removed(void* context, uint32_t backend_id);
 
   EngineOptions options_;
-  std::unique_ptr<std::atomic<int32_t>[]> active_flows_;
+  std::shared_ptr<StatsRegion> stats_;      // declared first: outlives everything that points into it
+  std::atomic<int32_t>* active_flows_ = nullptr;  // in stats_
   std::unique_ptr<core::FlowTable> flows_;
   std::vector<std::unique_ptr<Worker>> workers_;
   // Memory ports: [worker][port]. AF_PACKET ports come with the next driver.
