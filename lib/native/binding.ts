@@ -75,6 +75,68 @@ export interface NativeEngine {
   close(): void;
 }
 
+/**
+ * The real server's userspace decapsulator (native/realserver/decapsulator.h):
+ * options as lib/realserver validated them. Addresses are host-order numbers
+ * (198.18.0.1 is 0xc6120001).
+ */
+export interface NativeDecapsulatorOptions {
+  /** Network namespace file (/run/netns/NAME) the worker joins; absent: the caller's. */
+  netnsPath?: string;
+  /** TUN device: attached if a persistent one exists, else created (and removed on stop). */
+  tunName: string;
+  /** Accepted inner destinations. */
+  vips: number[];
+  /** Accepted outer destinations; absent or empty: any local address. */
+  localAddresses?: number[];
+  acceptIpip: boolean;
+  acceptGre: boolean;
+  /** Only GRE packets with this key are delivered; absent: any key or none. */
+  greKey?: number;
+  /** Packets from a VIP read from the TUN device go to `destination` inside this tunnel. */
+  returnTo?: { kind: 'gre' | 'ipip'; destination: number; source?: number; greKey?: number };
+}
+
+/** Counter names of the maps come from native/realserver/tunnel_packet.h. */
+export interface NativeDecapsulatorStats {
+  running: boolean;
+  stopped: boolean;
+  failure?: string;
+  tunPersistent?: boolean;
+  received?: number;
+  decapsulated?: number;
+  decapsulatedBytes?: number;
+  tunWriteErrors?: number;
+  malformed?: Record<string, number>;
+  notForUs?: Record<string, number>;
+  returned?: number;
+  returnedBytes?: number;
+  returnDrops?: Record<string, number>;
+  sendErrors?: number;
+  receiveErrors?: number;
+}
+
+export interface NativeDecapsulator {
+  stats(): NativeDecapsulatorStats;
+  /** Idempotent: joins the worker thread and closes its sockets and TUN descriptor. */
+  stop(): void;
+}
+
+export interface NativeDecapsulatorClass {
+  /** Starts the worker; throws an Error with code 'ENETNS' | 'ESOCKET' | 'ETUN' | 'ETHREAD'. */
+  new (options: NativeDecapsulatorOptions): NativeDecapsulator;
+  /** The pure decapsulation of one received IPv4 packet. */
+  decapsulatePacket(
+    packet: Uint8Array,
+    filter: Pick<NativeDecapsulatorOptions, 'vips' | 'localAddresses' | 'acceptIpip' | 'acceptGre' | 'greKey'>,
+  ): { verdict: 'deliver' | 'malformed' | 'not-for-us'; reason?: string; tunnel: 'ipip' | 'gre'; inner?: Buffer };
+  /** The pure encapsulation of one reply read from the TUN device. */
+  encapsulateReturnPacket(
+    packet: Uint8Array,
+    tunnel: { kind: 'gre' | 'ipip'; destination: number; source?: number; greKey?: number; vips: number[]; identification?: number },
+  ): { ok: true; packet: Buffer } | { ok: false; reason: string };
+}
+
 /** The addon's exports, as seen from TypeScript. */
 export interface NativeBinding {
   /** Changes whenever a verb or shared layout changes meaning. */
@@ -86,6 +148,8 @@ export interface NativeBinding {
   /** Frame flag bits for inject(). */
   readonly frameFlags: { checksumPartial: number };
   readonly Engine: new (options: NativeEngineOptions) => NativeEngine;
+  /** The real server's userspace decapsulator (lib/realserver). */
+  readonly Decapsulator: NativeDecapsulatorClass;
 }
 
 /** The ABI version this TypeScript code was written against. */

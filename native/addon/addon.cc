@@ -2,6 +2,7 @@
 // error messages live in TypeScript (lib/); this file only converts values.
 #include <napi.h>
 
+#include "addon/decap_binding.h"
 #include "addon/engine_binding.h"
 #include "addon/layout.h"
 #include "core/frame.h"
@@ -29,6 +30,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   frame_flags.Set("checksumPartial", Napi::Number::New(env, l4lb::core::kFrameChecksumPartial));
   exports.Set("frameFlags", frame_flags);
   exports.Set("Engine", l4lb::addon::DefineEngine(env));
+  exports.Set("Decapsulator", l4lb::addon::DefineDecapsulator(env));
   return exports;
 }
 
