@@ -22,3 +22,34 @@ export class ValidationError extends L4lbError {}
 
 /** The network-namespace lab could not do what was asked (privileges, tools, a command failed). */
 export class LabError extends L4lbError {}
+
+/**
+ * An operation that the balancer's state does not allow: it is closed
+ * ('ECLOSED'), the service or backend was removed ('EREMOVED'), or a
+ * transaction was misused ('ETRANSACTION').
+ */
+export class StateError extends L4lbError {}
+
+/** The data-plane driver cannot be used: 'EDRIVER_UNAVAILABLE', 'ENOT_MEMORY_DRIVER'. */
+export class DriverError extends L4lbError {}
+
+/**
+ * A scheduler hook threw ('EHOOK_THREW') or returned an invalid table
+ * ('EHOOK_TABLE'). Emitted as 'error'; the previous table stays in force.
+ */
+export class SchedulerHookError extends L4lbError {}
+
+/**
+ * The native data plane refused or failed: a snapshot it rejected
+ * ('ESNAPSHOT'), shared memory that does not match this code's layout
+ * ('ELAYOUT'), or another native code carried over as it is.
+ */
+export class DataPlaneError extends L4lbError {}
+
+/** Wraps an error thrown by the addon (an Error with a `code`) into a DataPlaneError with this stack. */
+export function fromNativeError(error: unknown, path?: string): L4lbError {
+  if (error instanceof L4lbError) return error;
+  const code = typeof (error as { code?: unknown })?.code === 'string' ? (error as { code: string }).code : 'ENATIVE';
+  const message = error instanceof Error ? error.message : String(error);
+  return new DataPlaneError(code, `data plane: ${message}`, { path, cause: error });
+}

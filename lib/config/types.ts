@@ -1,0 +1,328 @@
+// The options users pass to LoadBalancer.create, addService and addBackend,
+// and the shapes stats() returns. Every duration is in milliseconds and ends
+// in `Ms`; addresses are strings.
+import type { Backend } from '../backend.js';
+
+export type Protocol = 'tcp' | 'udp';
+export type Method = 'nat' | 'fullnat' | 'dr' | 'ipip' | 'gre';
+export type BuiltinScheduler = 'rr' | 'wrr' | 'lc' | 'wlc' | 'sh' | 'maglev';
+export type DriverName = 'af_packet' | 'memory';
+export type Polling = 'adaptive' | 'busy';
+export type BackendState = 'up' | 'down';
+export type ServiceState = 'up' | 'down';
+
+export interface FlowOptions {
+  /** Flows tracked at once (default 262144). Each nat/fullnat flow uses two table entries, so the table has 2 × capacity entries of 72 bytes. */
+  capacity?: number;
+  /** Idle timeout of an established TCP flow (default 900000). */
+  tcpEstablishedTimeoutMs?: number;
+  /** Idle timeout of a UDP flow (default 300000). */
+  udpTimeoutMs?: number;
+  /** A TCP flow that has seen only its SYN (default 60000). */
+  tcpSynTimeoutMs?: number;
+  /** A TCP flow after the first FIN (default 120000). */
+  tcpClosingTimeoutMs?: number;
+  /** A TCP flow after RST or both FINs (default 10000). */
+  tcpClosedTimeoutMs?: number;
+}
+
+/** One in-process interface of the memory driver. */
+export interface MemoryInterfaceOptions {
+  mac: string;
+  /** IPv4 addresses with prefix length ('198.18.0.1/24'); the first is the interface's primary address. */
+  addresses?: string[];
+  /** Default 1500. */
+  mtu?: number;
+  /** Answer ARP requests for VIPs and fullnat local addresses arriving here (default true). */
+  answerArp?: boolean;
+}
+
+export interface MemoryNeighbour {
+  address: string;
+  mac: string;
+  interface: string;
+}
+
+export interface MemoryRoute {
+  /** 'a.b.c.d/n'; '0.0.0.0/0' is the default route. */
+  prefix: string;
+  /** Gateway; omitted: the prefix is on-link on `interface`. */
+  via?: string;
+  interface: string;
+}
+
+/** The static world of the memory driver: its interfaces, neighbour table and routes. */
+export interface MemoryDriverOptions {
+  interfaces: Record<string, MemoryInterfaceOptions>;
+  neighbours?: MemoryNeighbour[];
+  routes?: MemoryRoute[];
+  /** Frames each worker's receive and transmit ring holds per interface (default 256). */
+  ringFrames?: number;
+}
+
+export interface LoadBalancerOptions {
+  /** Interfaces the data plane serves; their order is the port order of the snapshot. */
+  interfaces: string[];
+  /** Default 'af_packet'; 'memory' for tests and benchmarks without privileges. */
+  driver?: DriverName;
+  /** Poll threads (default 1, at most 64). */
+  workers?: number;
+  /** 'adaptive' (default) sleeps when idle; 'busy' spins a core at 100%. */
+  polling?: Polling;
+  flows?: FlowOptions;
+  /** Source pool of method 'fullnat' (IPv4). */
+  localAddresses?: string[];
+  /** Source ports of method 'fullnat' (default 1024..65535). */
+  fullnatPorts?: { min: number; max: number };
+  /** Backends the balancer can hold at once across all services (default 4096, at most 65536). */
+  maxBackends?: number;
+  /** 16 bytes keying the flow hash (default: random). Balancers that must send a flow to the same backend (Maglev) share one. */
+  hashKey?: Uint8Array;
+  /** Packets to a VIP with a wrong checksum: forward them unchanged (default) or drop them. */
+  checksums?: 'forward' | 'drop';
+  /** Answer ICMP echo requests to VIPs (default true). */
+  answerEcho?: boolean;
+  /** Required with driver 'memory'. */
+  memory?: MemoryDriverOptions;
+}
+
+interface HealthCheckTiming {
+  /** Time between the end of one check and the start of the next (default 1000). */
+  intervalMs?: number;
+  /** A check not finished by then fails (default 500). */
+  timeoutMs?: number;
+  /** Consecutive passes that bring a down backend up (default 2). */
+  rise?: number;
+  /** Consecutive failures that bring an up backend down (default 3). */
+  fall?: number;
+  /** Random spread of the interval, a fraction of it: 0.1 means ±10% (default 0.1). */
+  jitter?: number;
+  /** Port to check (default: the backend's port). */
+  port?: number;
+}
+
+export interface TcpHealthCheck extends HealthCheckTiming {
+  /** Passes when a TCP connection is established. */
+  type: 'tcp';
+}
+
+export interface HttpHealthCheck extends HealthCheckTiming {
+  /** Passes on an expected status (and body, when `expectBody` is set). */
+  type: 'http';
+  /** Default '/'. */
+  path?: string;
+  /** Default: any 2xx or 3xx. */
+  expectStatus?: number | number[];
+  /** Tested against the first 64 KiB of the body. */
+  expectBody?: RegExp;
+  /** Host header (default: the backend's address). */
+  host?: string;
+}
+
+export interface UdpHealthCheck extends HealthCheckTiming {
+  /** Sends `payload` and passes on a reply (matching `expectReply` when set); ICMP port unreachable fails at once. */
+  type: 'udp';
+  payload?: string | Uint8Array;
+  expectReply?: RegExp;
+}
+
+export interface NoHealthCheck {
+  /** Backends are up from the start and stay up. */
+  type: 'none';
+}
+
+/** A custom check: resolve true for healthy. A rejection or `false` is a failure; `signal` aborts at the timeout. */
+export type HealthCheckFunction = (backend: Backend, signal: AbortSignal) => Promise<boolean>;
+
+export interface FunctionHealthCheck extends HealthCheckTiming {
+  type: HealthCheckFunction;
+}
+
+export type HealthCheckOptions =
+  | TcpHealthCheck
+  | HttpHealthCheck
+  | UdpHealthCheck
+  | NoHealthCheck
+  | FunctionHealthCheck
+  | HealthCheckFunction;
+
+/**
+ * A scheduler hook: `table` returns a lookup table of indexes into
+ * `backends` (length a power of two, at most 2^20); each new flow hashes
+ * into it. It runs when the service's backends, weights or health change,
+ * and every `intervalMs` when set. Entries pointing at a backend that is
+ * down or draining are skipped (the next entry's backend is used).
+ */
+export interface SchedulerHook {
+  name: string;
+  table(backends: readonly Backend[], stats: ServiceStats): ArrayLike<number>;
+  intervalMs?: number;
+}
+
+export interface ServiceOptions {
+  address: string;
+  port: number;
+  /** Default 'tcp'. */
+  protocol?: Protocol;
+  /** Default 'nat'. */
+  method?: Method;
+  /** Default 'wrr'. */
+  scheduler?: BuiltinScheduler | SchedulerHook;
+  /** Same client address -> same backend for `timeoutMs` after its last flow. */
+  persistence?: { timeoutMs: number };
+  /** Default { type: 'tcp' } with the default timing. */
+  healthCheck?: HealthCheckOptions;
+  /** A backend coming up ramps its weight from 1 to its configured weight over this time (default 0: at once). */
+  slowStartMs?: number;
+  /** What ends the flows of a removed backend: a TCP reset toward the client (default) or silently dropping their packets. */
+  onBackendRemoved?: 'reset' | 'drop';
+  /**
+   * When no backend of the service is up: 'drop-new' (default) keeps
+   * established flows going and drops new flows (counted as 'no-backend');
+   * 'fail-open' schedules new flows over all backends as if they were up.
+   * Either way 'service-down' is emitted.
+   */
+  allBackendsDown?: 'drop-new' | 'fail-open';
+  /** Method 'gre': the GRE key to send. */
+  greKey?: number;
+  /** Packets with IPv4 options: forward (default) or drop. */
+  ipOptions?: 'forward' | 'drop';
+}
+
+export interface BackendOptions {
+  address: string;
+  /** Default: the service's port. Ignored by dr and the tunnels (the packet keeps the VIP port). */
+  port?: number;
+  /** Relative share of new flows, 0..65535 (default 1); 0 drains. */
+  weight?: number;
+}
+
+// ---- statistics ----------------------------------------------------------------
+
+export interface BackendStats {
+  address: string;
+  port: number;
+  state: BackendState;
+  /** The configured weight. */
+  weight: number;
+  /** The weight in force (lower while slow start ramps it up). */
+  effectiveWeight: number;
+  /** Whether the next hop toward this backend is resolved (else its packets drop as 'no-neighbour'). */
+  nextHopResolved: boolean;
+  packets: number;
+  bytes: number;
+  activeFlows: number;
+  totalFlows: number;
+}
+
+export interface ServiceStats {
+  address: string;
+  port: number;
+  protocol: Protocol;
+  method: Method;
+  /** The builtin scheduler's name, or the hook's name. */
+  scheduler: string;
+  state: ServiceState;
+  packets: number;
+  bytes: number;
+  activeFlows: number;
+  totalFlows: number;
+  backends: BackendStats[];
+}
+
+export interface WorkerStats {
+  /** Frames received. */
+  packets: number;
+  bytes: number;
+  /** Busy time (non-empty batches) per received frame. */
+  busyNsPerPacket: number;
+  /** Configuration generation the worker runs. */
+  configGeneration: number;
+  /** Every counter of the worker by name (native/core/counters.h). */
+  counters: Record<string, number>;
+}
+
+export interface FlowTableStats {
+  /** Flows tracked right now. */
+  active: number;
+  capacity: number;
+  /** Flow-table counters summed over workers: lookupHits, inserts, insertFailedFull, evictionsHalfOpen, expired, ... */
+  counters: Record<string, number>;
+}
+
+export interface LoadBalancerStats {
+  /** Generation of the last published configuration. */
+  generation: number;
+  /** Frames and bytes received by the data plane. */
+  packets: number;
+  bytes: number;
+  services: ServiceStats[];
+  /** Dropped frames by reason ('bad-checksum', 'truncated', 'no-backend', 'flow-table-full', ...). */
+  drops: Record<string, number>;
+  workers: WorkerStats[];
+  /** Replies sent back on their flow's ingress path (port + next-hop MAC of its first packet). */
+  repliesIngressPath: number;
+  /** ...of which routing would have chosen another port. */
+  repliesRouteDiffers: number;
+  flows: FlowTableStats;
+  /** Every worker counter summed over workers. */
+  counters: Record<string, number>;
+}
+
+export interface RateOptions {
+  /** Look back this far (default 10000); the oldest sample kept (up to 10 minutes) when there is no older one. */
+  windowMs?: number;
+}
+
+export interface BackendRates {
+  address: string;
+  port: number;
+  packetsPerSec: number;
+  bytesPerSec: number;
+  flowsPerSec: number;
+}
+
+export interface ServiceRates {
+  address: string;
+  port: number;
+  protocol: Protocol;
+  packetsPerSec: number;
+  bytesPerSec: number;
+  flowsPerSec: number;
+  backends: BackendRates[];
+}
+
+export interface LoadBalancerRates {
+  /** The window actually measured. */
+  windowMs: number;
+  packetsPerSec: number;
+  bytesPerSec: number;
+  dropsPerSec: Record<string, number>;
+  services: ServiceRates[];
+}
+
+// ---- events ----------------------------------------------------------------------
+
+export interface BackendStateEvent {
+  service: import('../service.js').Service;
+  backend: Backend;
+  state: BackendState;
+  /** Why: 'health check passed 2 times', 'health check failed 3 times: connect ECONNREFUSED', ... */
+  reason: string;
+}
+
+export interface ServiceStateEvent {
+  service: import('../service.js').Service;
+  state: ServiceState;
+}
+
+export interface DataPlaneSignal {
+  /** 'flow-table-full', 'no-neighbour', 'no-route', 'no-local-port', 'tx-full', 'port-error', or 'events-lost'. */
+  kind: string;
+  /** The reporting worker (-1 for 'events-lost' summed over workers). */
+  worker: number;
+  /** Occurrences since the previous signal of this kind from this worker. */
+  count: number;
+  /** Kind-specific detail: the drop counter's total, or an errno. */
+  detail: number;
+}
