@@ -666,6 +666,9 @@ bool Forwarder::handle_reply(Frame& frame, PacketInfo& info, TxBatch& tx) {
 
 bool Forwarder::handle_icmp_from_backend(Frame& frame, PacketInfo& info, TxBatch& tx) {
   if (!info.has(kPacketIcmpError) || !info.has(kPacketQuoteL4) || !is_tcp_or_udp(info.inner_protocol)) return false;
+  // An error goes to the sender of the packet it quotes; one addressed
+  // elsewhere is not about a packet the balancer sent, whatever it quotes.
+  if (info.dst_addr != info.inner_src_addr) return false;
   // The quote is what the balancer sent to the backend: client (or local
   // address) -> backend. Seen from the backend, that is the flow's reply key
   // reversed.

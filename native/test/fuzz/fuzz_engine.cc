@@ -84,8 +84,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const core::SnapshotView& view = g_engine->current_config()->view();
   // Neither to a VIP or a balancer address, nor from a backend or a VIP
   // (replies of tracked flows): the balancer must stay silent.
+  // ICMP errors about tracked flows may come from any router: not held to this.
   const bool unrelated = input_valid && !view.is_vip(in.dst_addr) && !view.is_port_address(in.dst_addr) &&
-                         !is_backend(in.src_addr) && !view.is_vip(in.src_addr);
+                         !is_backend(in.src_addr) && !view.is_vip(in.src_addr) && !in.has(core::kPacketIcmpError);
 
   if (!g_engine->inject(port, frame, len, 0)) return 0;
   g_now_ms += 1;
