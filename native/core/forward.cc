@@ -428,7 +428,8 @@ void Forwarder::handle_icmp_to_vip(Frame& frame, PacketInfo& info, TxBatch& tx) 
     }
     return;
   }
-  if (!info.has(kPacketIcmpError) || !info.has(kPacketQuoteL4) || !is_tcp_or_udp(info.inner_protocol)) {
+  if (!info.has(kPacketIcmpError) || !info.has(kPacketQuoteL4) || !is_tcp_or_udp(info.inner_protocol) ||
+      info.dst_addr != info.inner_src_addr) {
     WorkerCounters::add(res_.counters->passed);
     return;
   }
