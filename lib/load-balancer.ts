@@ -451,7 +451,7 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
       this.#hooks.delete(id);
     }
     for (const service of draft.state.services) {
-      if (typeof service.options.scheduler === 'object' && !this.#hooks.has(service.id)) this.#startHook(service);
+      if (typeof service.options.scheduler === 'object') this.#startHook(service);
     }
     for (const error of outcome.hookErrors) this.#emitError(error);
     this.#updateServiceStates();
@@ -487,11 +487,12 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
     runtime.monitor.start();
   }
 
+  /** Idempotent: the hook's runtime state, and its interval timer when it has one. */
   #startHook(service: ServiceRecord): void {
     const hook = service.options.scheduler as SchedulerHook;
     const runtime: HookRuntime = this.#hooks.get(service.id) ?? { signature: undefined, tableIds: undefined, runNow: false, timer: undefined };
     this.#hooks.set(service.id, runtime);
-    if (hook.intervalMs !== undefined) {
+    if (hook.intervalMs !== undefined && runtime.timer === undefined) {
       runtime.timer = setInterval(() => {
         runtime.runNow = true;
         this.#republish();

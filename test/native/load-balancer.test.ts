@@ -447,13 +447,16 @@ describe('scheduler hooks', () => {
   it('re-runs a hook on its interval', async () => {
     const lb = await balancer();
     let runs = 0;
-    const web = lb.addService({
-      address: vip,
-      port: 80,
-      healthCheck: { type: 'none' },
-      scheduler: { name: 'tick', intervalMs: 20, table: () => (runs++, [0]) },
+    lb.transaction(() => {
+      const web = lb.addService({
+        address: vip,
+        port: 80,
+        healthCheck: { type: 'none' },
+        scheduler: { name: 'tick', intervalMs: 20, table: () => (runs++, [0]) },
+      });
+      web.addBackend({ address: backendAddress(2) });
     });
-    web.addBackend({ address: backendAddress(2) });
+    expect(runs).toBe(1);
     const before = runs;
     await until(() => runs >= before + 3, 2000, 'hook interval');
   });
