@@ -23,3 +23,4 @@ export {
 } from './config/validate.js';
 export { nextHealthState, initialHealthState, type HealthState, type HealthThresholds } from './health/state.js';
 export type * from './config/types.js';
+export * as realserver from './realserver/index.js';

@@ -229,7 +229,10 @@ void Decapsulator::receive_replies() {
       return;
     }
     if (!options_.return_enabled) {
-      counters_.return_drops[static_cast<size_t>(ReturnDrop::no_return_path)].fetch_add(1, std::memory_order_relaxed);
+      // The device's own IPv6 chatter (MLD, router solicitations) is not a
+      // reply that lacks a return path.
+      const ReturnDrop reason = n > 0 && (packet[0] >> 4) == 4 ? ReturnDrop::no_return_path : ReturnDrop::not_ipv4;
+      counters_.return_drops[static_cast<size_t>(reason)].fetch_add(1, std::memory_order_relaxed);
       continue;
     }
     const ReturnResult result =

@@ -1,0 +1,491 @@
+// up, down and the long-running mode: read the host, plan, run the plan
+// (recording each change as it lands), undo from the record.
+import { readFileSync } from 'node:fs';
+
+import { type CommandRunner, formatCommand, runOrThrow, systemRunner } from './commands.js';
+import { Decapsulator, type DecapsulatorStats, untilStopped } from './decapsulator.js';
+import { RealServerError } from './errors.js';
+import {
+  type DownOptions,
+  type NormalizedUpOptions,
+  type UpOptions,
+  validateDownOptions,
+  validateUpOptions,
+} from './options.js';
+import {
+  type DownPlan,
+  type HostFacts,
+  type PlannedStep,
+  type UndoFacts,
+  type UpPlan,
+  defaultReturnTable,
+  planDown,
+  planUp,
+  sysctlPathsFor,
+  undoSysctlPaths,
+} from './plan.js';
+import { parseProcNetSockets } from './procnet.js';
+import { type RealServerState, readState, removeState, statePath, writeState } from './state.js';
+import {
+  assertNetnsExists,
+  kernelHasTunnel,
+  readLinks,
+  readProcFile,
+  readRoutes,
+  readRules,
+  readSysctls,
+  routeTo,
+} from './system.js';
+
+export interface StepReport {
+  description: string;
+  /** The command as a shell line; for the decapsulator, the equivalent `l4lb realserver decapsulate` line. */
+  command: string;
+  /** Done inside this process (starting or stopping the decapsulator), not by running `command`. */
+  internal: boolean;
+}
+
+export interface UpResult {
+  vip: string;
+  method: 'dr' | 'ipip' | 'gre';
+  netns?: string;
+  dryRun: boolean;
+  /** False when everything was already in place (a second `up`). */
+  changed: boolean;
+  decapsulation: 'none' | 'kernel' | 'userspace';
+  /** The device tunnelled packets arrive on. */
+  tunnelDevice?: string;
+  /** The interface that got the ARP settings. */
+  interface?: string;
+  returnThroughTunnel?: { balancer: string; source?: string; greKey?: number; table: number; priority: number; device: string };
+  /** What ran (or, in a dry run, would run), in order. */
+  steps: StepReport[];
+  /** The same as shell lines: what a provisioning system runs. */
+  commands: string[];
+  /** What was already as it should be. */
+  inPlace: string[];
+  stateFile: string;
+  /** The userspace decapsulator running in this process for this VIP. */
+  decapsulator?: Decapsulator;
+  /** A human-readable account of the above. */
+  report: string;
+}
+
+export interface DownResult {
+  vip: string;
+  netns?: string;
+  dryRun: boolean;
+  changed: boolean;
+  steps: StepReport[];
+  commands: string[];
+  /** Changes not undone, and why. */
+  leftAlone: string[];
+  /** The decapsulator's last counters, when it ran in this process. */
+  decapsulatorStats?: DecapsulatorStats;
+  stateFile: string;
+  report: string;
+}
+
+/** Decapsulators started by `up` in this process, by state file. */
+const runningDecapsulators = new Map<string, Decapsulator>();
+
+function commandOf(step: PlannedStep): string {
+  return step.shell ?? formatCommand(step.argv);
+}
+
+function stepReport(step: PlannedStep): StepReport {
+  return { description: step.description, command: commandOf(step), internal: step.internal };
+}
+
+function where(netns: string | undefined): string {
+  return netns === undefined ? '' : `, namespace ${netns}`;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+// A recorded pid may have been reused by an unrelated process: only a Node
+// process (the l4lb CLI or an embedding program) is taken for the decapsulator.
+function looksLikeDecapsulatorProcess(pid: number): boolean {
+  try {
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    return /node|l4lb/.test(cmdline);
+  } catch {
+    return false;
+  }
+}
+
+// Where the decapsulator the record names is: in this process (a handle
+// exists, running or failed), in another live process, or gone.
+async function decapsulatorState(
+  runner: CommandRunner,
+  path: string,
+  state: RealServerState | undefined,
+  protocol: number,
+): Promise<'this-process' | 'other-process' | 'gone'> {
+  if (runningDecapsulators.has(path)) return 'this-process';
+  const recorded = state?.changes.find((c) => c.kind === 'decapsulator');
+  if (!recorded || recorded.kind !== 'decapsulator' || recorded.pid === process.pid) return 'gone';
+  if (!processAlive(recorded.pid) || !looksLikeDecapsulatorProcess(recorded.pid)) return 'gone';
+  // Its raw socket in the namespace is the sign that it still serves.
+  const raw = parseProcNetSockets(await readProcFile(runner, state?.netns, '/proc/net/raw'));
+  return raw.some((s) => s.localPort === protocol) ? 'other-process' : 'gone';
+}
+
+const tunnelProtocol = { ipip: 4, gre: 47 } as const;
+
+async function gatherUpFacts(
+  runner: CommandRunner,
+  options: NormalizedUpOptions,
+  state: RealServerState | undefined,
+  path: string,
+): Promise<HostFacts> {
+  const kernelTunnels: HostFacts['kernelTunnels'] = {};
+  if (options.method !== 'dr' && options.decapsulation !== 'userspace') {
+    // Before reading the links: where the module exists, the probe loads it
+    // and its fallback device (tunl0, gre0) appears.
+    kernelTunnels[options.method] = await kernelHasTunnel(runner, options.netns, options.method);
+  }
+  const links = await readLinks(runner, options.netns);
+  const mainRoutes = await readRoutes(runner, options.netns, 'main');
+  const defaultInterface = mainRoutes.find((r) => r.dst === 'default')?.dev;
+  const facts: HostFacts = {
+    links,
+    sysctls: {},
+    rules: [],
+    returnRoutes: [],
+    ...(defaultInterface !== undefined ? { defaultInterface } : {}),
+    kernelTunnels,
+    decapsulatorRunning: false,
+  };
+  if (options.returnThroughTunnel) {
+    facts.rules = await readRules(runner, options.netns);
+    facts.returnRoutes = await readRoutes(runner, options.netns, options.returnThroughTunnel.table ?? defaultReturnTable(options.vip));
+    const route = await routeTo(runner, options.netns, options.returnThroughTunnel.balancer);
+    if (route) facts.balancerRoute = route;
+  }
+  facts.sysctls = await readSysctls(runner, options.netns, sysctlPathsFor(options, facts));
+  if (options.method !== 'dr') {
+    const location = await decapsulatorState(runner, path, state, tunnelProtocol[options.method]);
+    facts.decapsulatorRunning =
+      location === 'other-process' || (location === 'this-process' && runningDecapsulators.get(path)!.running);
+  }
+  return facts;
+}
+
+// A second `up` for a VIP must ask for what the first one set up.
+function assertCompatible(state: RealServerState, options: NormalizedUpOptions, path: string): void {
+  const wanted = {
+    method: options.method,
+    greKey: options.greKey,
+    localAddress: options.localAddress,
+    balancer: options.returnThroughTunnel?.balancer,
+  };
+  const recorded = {
+    method: state.method,
+    greKey: state.greKey,
+    localAddress: state.localAddress,
+    balancer: state.returnThroughTunnel?.balancer,
+  };
+  const differs = (Object.keys(wanted) as Array<keyof typeof wanted>).filter((k) => wanted[k] !== recorded[k]);
+  if (differs.length > 0) {
+    throw new RealServerError(
+      'EALREADY_UP',
+      `${options.vip}${where(options.netns)} is already set up differently (${differs.map((k) => `${k}: ${recorded[k] ?? 'none'}`).join(', ')}; recorded in ${path}); run down first`,
+      { path: differs[0] === 'balancer' ? 'returnThroughTunnel.balancer' : differs[0] },
+    );
+  }
+}
+
+function formatSteps(steps: StepReport[], starting = false): string[] {
+  return steps.map(
+    (s) => `  ${s.command}${starting && s.internal ? '   # runs in the foreground: keep it running (a service)' : ''}\n      # ${s.description}`,
+  );
+}
+
+function upReport(result: Omit<UpResult, 'report'>): string {
+  const what = `${result.vip} (${result.method}${result.decapsulation !== 'none' ? `, ${result.decapsulation} decapsulation` : ''}${where(result.netns)})`;
+  const lines: string[] = [];
+  if (result.steps.length === 0) {
+    lines.push(`up ${what}: already up, nothing changed`);
+  } else if (result.dryRun) {
+    lines.push(`dry run: up ${what} would run ${result.steps.length} step${result.steps.length === 1 ? '' : 's'}:`, ...formatSteps(result.steps, true));
+  } else {
+    lines.push(`up ${what}: ${result.steps.length} change${result.steps.length === 1 ? '' : 's'}:`, ...formatSteps(result.steps, true));
+  }
+  if (result.inPlace.length > 0) lines.push('already in place:', ...result.inPlace.map((s) => `  ${s}`));
+  if (result.returnThroughTunnel) {
+    const r = result.returnThroughTunnel;
+    lines.push(`replies from ${result.vip} return in GRE to ${r.balancer}${r.greKey !== undefined ? ` (key ${r.greKey})` : ''} via table ${r.table}`);
+  }
+  if (!result.dryRun) lines.push(`record: ${result.stateFile}`);
+  return lines.join('\n');
+}
+
+function downReport(result: Omit<DownResult, 'report'>): string {
+  const what = `${result.vip}${where(result.netns)}`;
+  const lines: string[] = [];
+  if (result.steps.length === 0) lines.push(`down ${what}: nothing to undo`);
+  else if (result.dryRun) lines.push(`dry run: down ${what} would run:`, ...formatSteps(result.steps));
+  else lines.push(`down ${what}: ${result.steps.length} change${result.steps.length === 1 ? '' : 's'} undone:`, ...formatSteps(result.steps));
+  if (result.leftAlone.length > 0) lines.push('left alone:', ...result.leftAlone.map((s) => `  ${s}`));
+  return lines.join('\n');
+}
+
+function withoutRunner<T extends { runner?: CommandRunner }>(options: T): Omit<T, 'runner'> {
+  const { runner: _runner, ...rest } = options;
+  return rest;
+}
+
+/**
+ * Sets this host (or `netns`) up as a real server for `vip` behind a
+ * balancer using `method`: the VIP on lo, ARP suppression, and for tunnels
+ * decapsulation (a kernel device, or the userspace decapsulator, which keeps
+ * running in this process: see `result.decapsulator`) and optionally the
+ * return path through the tunnel. Idempotent: a second call changes nothing
+ * and says so. With `dryRun`, returns the commands without running them.
+ */
+export async function up(options: UpOptions): Promise<UpResult> {
+  const runner = options?.runner ?? systemRunner;
+  const o = validateUpOptions(withoutRunner(options ?? ({} as UpOptions)));
+  assertNetnsExists(o.netns);
+  const path = statePath(o.stateDir, o.netns, o.vip);
+  const state = readState(path);
+  if (state) assertCompatible(state, o, path);
+  const facts = await gatherUpFacts(runner, o, state, path);
+  const plan = planUp(o, facts, state);
+
+  const result = (steps: PlannedStep[]): UpResult => {
+    const partial: Omit<UpResult, 'report'> = {
+      vip: o.vip,
+      method: o.method,
+      ...(o.netns !== undefined ? { netns: o.netns } : {}),
+      dryRun: o.dryRun,
+      changed: !o.dryRun && steps.length > 0,
+      decapsulation: plan.decapsulation,
+      ...(plan.tunnelDevice ? { tunnelDevice: plan.tunnelDevice } : {}),
+      ...(plan.interface ? { interface: plan.interface } : {}),
+      ...(plan.returnThroughTunnel ? { returnThroughTunnel: plan.returnThroughTunnel } : {}),
+      steps: steps.map(stepReport),
+      commands: steps.map(commandOf),
+      inPlace: plan.inPlace,
+      stateFile: path,
+      ...(runningDecapsulators.get(path) ? { decapsulator: runningDecapsulators.get(path)! } : {}),
+    };
+    return { ...partial, report: upReport(partial) };
+  };
+  if (o.dryRun || plan.steps.length === 0) return result(plan.steps);
+  await runUpPlan(runner, o, plan, state, path);
+  return result(plan.steps);
+}
+
+async function runUpPlan(
+  runner: CommandRunner,
+  o: NormalizedUpOptions,
+  plan: UpPlan,
+  state: RealServerState | undefined,
+  path: string,
+): Promise<void> {
+  const restartsDecapsulator = plan.steps.some((step) => step.change.kind === 'decapsulator');
+  const record: RealServerState = {
+    version: 1,
+    vip: o.vip,
+    method: o.method,
+    ...(o.netns !== undefined ? { netns: o.netns } : {}),
+    ...(plan.interface ? { interface: plan.interface } : {}),
+    decapsulation: plan.decapsulation,
+    ...(o.greKey !== undefined ? { greKey: o.greKey } : {}),
+    ...(o.localAddress !== undefined ? { localAddress: o.localAddress } : {}),
+    ...(plan.returnThroughTunnel
+      ? {
+          returnThroughTunnel: {
+            balancer: plan.returnThroughTunnel.balancer,
+            ...(plan.returnThroughTunnel.source ? { source: plan.returnThroughTunnel.source } : {}),
+            ...(plan.returnThroughTunnel.greKey !== undefined ? { greKey: plan.returnThroughTunnel.greKey } : {}),
+            table: plan.returnThroughTunnel.table,
+            priority: plan.returnThroughTunnel.priority,
+          },
+        }
+      : {}),
+    // A restarted decapsulator replaces the record of the one that stopped.
+    changes: (state?.changes ?? []).filter((c) => !(c.kind === 'decapsulator' && restartsDecapsulator)),
+    updatedAt: '',
+  };
+  const before = record.changes.length;
+  let current: PlannedStep | undefined;
+  try {
+    for (const step of plan.steps) {
+      current = step;
+      if (step.internal) {
+        runningDecapsulators.get(path)?.stop();
+        runningDecapsulators.delete(path);
+        runningDecapsulators.set(path, Decapsulator.start(plan.decapsulator!));
+      } else {
+        await runOrThrow(runner, step.argv, 'change');
+      }
+      record.changes.push(step.change);
+      writeState(path, record);
+    }
+  } catch (error) {
+    // Undo what this call did, newest first, so that a failed `up` leaves the
+    // host as it found it; the record keeps what earlier calls did.
+    const done: RealServerState = { ...record, changes: record.changes.slice(before) };
+    const undone = await undoQuietly(runner, done, path);
+    record.changes = record.changes.slice(0, before);
+    if (record.changes.length > 0) writeState(path, record);
+    else removeState(path);
+    const message = error instanceof Error ? error.message : String(error);
+    throw new RealServerError(
+      error instanceof RealServerError ? error.code : 'ECOMMAND',
+      `up ${o.vip}${where(o.netns)} failed at "${current?.description}": ${message}; ${undone} change${undone === 1 ? '' : 's'} rolled back`,
+      { cause: error, ...(error instanceof RealServerError && error.path ? { path: error.path } : {}) },
+    );
+  }
+}
+
+async function gatherUndoFacts(runner: CommandRunner, state: RealServerState, path: string): Promise<UndoFacts> {
+  const needsRules = state.changes.some((c) => c.kind === 'rule');
+  const decapsulator =
+    state.method === 'dr' ? 'gone' : await decapsulatorState(runner, path, state, tunnelProtocol[state.method]);
+  return {
+    links: await readLinks(runner, state.netns),
+    sysctls: await readSysctls(runner, state.netns, undoSysctlPaths(state)),
+    rules: needsRules ? await readRules(runner, state.netns) : [],
+    decapsulator,
+  };
+}
+
+async function stopDecapsulator(path: string, pid: number): Promise<DecapsulatorStats | undefined> {
+  const own = runningDecapsulators.get(path);
+  if (own) {
+    runningDecapsulators.delete(path);
+    return own.stop();
+  }
+  if (pid !== process.pid && processAlive(pid)) {
+    process.kill(pid, 'SIGTERM');
+    const deadline = Date.now() + 5000;
+    while (processAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    if (processAlive(pid)) {
+      throw new RealServerError('EDECAPSULATOR_BUSY', `the decapsulator (process ${pid}) did not stop within 5 s of SIGTERM`);
+    }
+  }
+  return undefined;
+}
+
+async function runDownPlan(runner: CommandRunner, state: RealServerState, plan: DownPlan, path: string): Promise<DecapsulatorStats | undefined> {
+  let stats: DecapsulatorStats | undefined;
+  const remaining = [...state.changes];
+  for (const step of plan.steps) {
+    if (step.internal && step.change.kind === 'decapsulator') stats = await stopDecapsulator(path, step.change.pid);
+    else await runOrThrow(runner, step.argv, 'change');
+    remaining.splice(remaining.indexOf(step.change), 1);
+    writeState(path, { ...state, changes: remaining });
+  }
+  removeState(path);
+  return stats;
+}
+
+async function undoQuietly(runner: CommandRunner, state: RealServerState, path: string): Promise<number> {
+  let undone = 0;
+  try {
+    const plan = planDown(state, await gatherUndoFacts(runner, state, path));
+    for (const step of plan.steps) {
+      try {
+        if (step.internal && step.change.kind === 'decapsulator') await stopDecapsulator(path, step.change.pid);
+        else await runOrThrow(runner, step.argv, 'change');
+        undone += 1;
+      } catch {
+        // keep undoing the rest
+      }
+    }
+  } catch {
+    // the host could not be read: nothing more to do
+  }
+  return undone;
+}
+
+/**
+ * Restores what `up` changed for `vip` (in `netns`), from its record, and
+ * nothing more: a sysctl that was already set before `up` stays set, one
+ * that someone changed since is left alone (and reported). Idempotent.
+ */
+export async function down(options: DownOptions): Promise<DownResult> {
+  const runner = options?.runner ?? systemRunner;
+  const o = validateDownOptions(withoutRunner(options ?? ({} as DownOptions)));
+  const path = statePath(o.stateDir, o.netns, o.vip);
+  const state = readState(path);
+  const base = { vip: o.vip, ...(o.netns !== undefined ? { netns: o.netns } : {}), dryRun: o.dryRun, stateFile: path };
+  const finish = (partial: Omit<DownResult, 'report'>): DownResult => ({ ...partial, report: downReport(partial) });
+  if (!state) {
+    return finish({ ...base, changed: false, steps: [], commands: [], leftAlone: [`no record of ${o.vip}${where(o.netns)} in ${path}`] });
+  }
+  if (o.netns !== undefined) {
+    try {
+      assertNetnsExists(o.netns);
+    } catch {
+      // The namespace is gone, and everything `up` did inside it with it.
+      let stats: DecapsulatorStats | undefined;
+      if (!o.dryRun) {
+        stats = runningDecapsulators.get(path)?.stop();
+        runningDecapsulators.delete(path);
+        removeState(path);
+      }
+      return finish({
+        ...base,
+        changed: false,
+        steps: [],
+        commands: [],
+        leftAlone: [`namespace ${o.netns} no longer exists`],
+        ...(stats ? { decapsulatorStats: stats } : {}),
+      });
+    }
+  }
+  const plan = planDown(state, await gatherUndoFacts(runner, state, path));
+  const steps = plan.steps.map(stepReport);
+  const commands = plan.steps.map(commandOf);
+  if (o.dryRun) return finish({ ...base, changed: false, steps, commands, leftAlone: plan.leftAlone });
+  const stats = await runDownPlan(runner, state, plan, path);
+  return finish({
+    ...base,
+    changed: plan.steps.length > 0,
+    steps,
+    commands,
+    leftAlone: plan.leftAlone,
+    ...(stats ? { decapsulatorStats: stats } : {}),
+  });
+}
+
+/**
+ * The CLI's long-running `up`: sets the real server up, keeps the userspace
+ * decapsulator (if any) running until SIGINT or SIGTERM (or `signal`
+ * aborts), then runs `down`. `onUp` receives the up result (print its
+ * report); `onStats` the decapsulator's counters every `statsIntervalMs`.
+ */
+export async function runRealServer(
+  options: UpOptions & {
+    signal?: AbortSignal;
+    onUp?: (result: UpResult) => void;
+    statsIntervalMs?: number;
+    onStats?: (stats: DecapsulatorStats) => void;
+  },
+): Promise<{ up: UpResult; down: DownResult }> {
+  const { signal, onUp, statsIntervalMs, onStats, ...upOptions } = options;
+  const upResult = await up({ ...upOptions, dryRun: false });
+  onUp?.(upResult);
+  const decapsulator = upResult.decapsulator;
+  await untilStopped(
+    signal,
+    decapsulator && statsIntervalMs && onStats ? { intervalMs: statsIntervalMs, tick: () => onStats(decapsulator.stats()) } : undefined,
+  );
+  const downOptions: DownOptions = { vip: upResult.vip };
+  if (upOptions.netns !== undefined) downOptions.netns = upOptions.netns;
+  if (upOptions.stateDir !== undefined) downOptions.stateDir = upOptions.stateDir;
+  if (upOptions.runner !== undefined) downOptions.runner = upOptions.runner;
+  return { up: upResult, down: await down(downOptions) };
+}
