@@ -21,6 +21,8 @@ import {
   RecordingRunner,
   check,
   down,
+  runDecapsulator,
+  runRealServer,
   setupLabRealServer,
   type DecapsulatorStats,
   up,
@@ -328,9 +330,13 @@ describe('real server', () => {
     expect(server.result).toMatchObject({ decapsulation: 'userspace', changed: true });
     const end = await balancerEnd('ipip');
     const echo = rs.spawnNode(fixture('servers/tcp-echo.mjs'), [vip, '7000']);
+    const udp = rs.spawn([process.execPath, '-e', udpEcho, vip, '7001']);
     try {
       await echo.waitForLine(/"listening"/);
+      await udp.waitForLine(/listening/);
       expect(await tcpTransfer(300_000)).toMatchObject({ received: 300_000, identical: true });
+      await sendRaw(lb, realServerAddress, [tunnelled({ kind: 'ipip', inner: datagram('crafted ipip') })]);
+      await udp.waitForLine(/"text":"crafted ipip"/);
       const stats = server.stats()!;
       expect(stats.decapsulated).toBeGreaterThan(10);
       expect(stats.returned).toBe(0);
@@ -340,11 +346,42 @@ describe('real server', () => {
       expect(ready.findings).toContainEqual(expect.objectContaining({ id: 'decapsulation', status: 'ok' }));
     } finally {
       await echo.stop();
+      await udp.stop();
       await end.stop();
       await server.down();
     }
     expect(await snapshot(rs)).toEqual(before);
     const gone = await check({ vip, method: 'ipip', netns: rs.netns });
     expect(gone.findings.find((f) => f.id === 'decapsulation')).toMatchObject({ status: 'problem' });
+  });
+
+  it('long-running modes end on their signal: runRealServer undoes its up, runDecapsulator takes its TUN device away', async () => {
+    const before = await snapshot(rs);
+    const controller = new AbortController();
+    const reports: string[] = [];
+    const running = runRealServer({
+      vip,
+      method: 'gre',
+      netns: rs.netns,
+      stateDir,
+      signal: controller.signal,
+      onUp: (result) => reports.push(`${result.report.split('\n')[0]} running=${result.decapsulator?.running}`),
+    });
+    await eventually(() => reports.length, (n) => n === 1, 'runRealServer up');
+    expect(reports[0]).toMatch(/^up 198\.18\.100\.1 \(gre, userspace decapsulation, .*\): \d+ changes: running=true$/);
+    controller.abort();
+    const { up: upResult, down: downResult } = await running;
+    expect(upResult.changed).toBe(true);
+    expect(downResult.changed).toBe(true);
+    expect(downResult.decapsulatorStats?.running).toBe(false);
+    expect(await snapshot(rs)).toEqual(before);
+
+    const stop = new AbortController();
+    const decapsulating = runDecapsulator({ vips: [vip], accept: ['ipip'], device: 'l4lbtest0', netns: rs.netns, signal: stop.signal });
+    expect((await rs.interface('l4lbtest0')).name).toBe('l4lbtest0');
+    stop.abort();
+    expect((await decapsulating).running).toBe(false);
+    await expect(rs.interface('l4lbtest0')).rejects.toThrow(/l4lbtest0/);
+    expect(await snapshot(rs)).toEqual(before);
   });
 });
