@@ -170,11 +170,11 @@ bool AfPacketPort::setup(const AfPacketOptions& options, PortError* error) {
   ifreq request{};
   std::memcpy(request.ifr_name, options.interface.data(), options.interface.size());
   if (ioctl(fd_, SIOCGIFINDEX, &request) != 0) {
-    return fail(error, "ENOPORT_INTERFACE", "ioctl(SIOCGIFINDEX): no interface " + options.interface +
+    return fail(error, "ENO_INTERFACE", "ioctl(SIOCGIFINDEX): no interface " + options.interface +
                                                 " in this network namespace", errno);
   }
   ifindex_ = request.ifr_ifindex;
-  if (ioctl(fd_, SIOCGIFMTU, &request) != 0) return fail(error, "ENOPORT_INTERFACE", "ioctl(SIOCGIFMTU)" + on, errno);
+  if (ioctl(fd_, SIOCGIFMTU, &request) != 0) return fail(error, "ENO_INTERFACE", "ioctl(SIOCGIFMTU)" + on, errno);
   mtu_ = static_cast<uint32_t>(request.ifr_mtu);
   max_frame_len_ = mtu_ + kEthernetHeaderLen + kVlanTagLen;
 

@@ -21,8 +21,9 @@ constexpr uint32_t kIpv4DestinationOffset = 16;
 constexpr uint32_t kIpProtocolIcmp = 1;
 constexpr uint32_t kReject = 0;
 // Addresses matched one by one at the leaves of the binary search: a leaf of
-// four costs eight instructions and at most four comparisons.
-constexpr size_t kLeafSize = 4;
+// eight costs ten instructions (eight jeq, a ja, a shared ret) and at most
+// eight comparisons.
+constexpr size_t kLeafSize = 8;
 
 // A straight-line cBPF assembler with forward labels. Conditional jumps have
 // 8-bit offsets; the code below only uses them over a few instructions and
@@ -86,16 +87,16 @@ class Assembler {
 void accept(Assembler& as) { as.statement(BPF_RET | BPF_K, kBpfAcceptWholeFrame); }
 
 // With the address in A: returns (accepts) on a member of values[lo, hi),
-// otherwise continues at `no_match` (or falls through when the code that
-// follows is `no_match`).
+// otherwise continues at `no_match`.
 void emit_set_match(Assembler& as, const std::vector<uint32_t>& values, size_t lo, size_t hi,
-                    Assembler::Label no_match, bool falls_into_no_match) {
+                    Assembler::Label no_match) {
   if (hi - lo <= kLeafSize) {
+    // jeq v[i] jumps over the rest of the leaf's jeqs and the ja to the ret.
     for (size_t i = lo; i < hi; ++i) {
-      as.branch(BPF_JMP | BPF_JEQ | BPF_K, values[i], 0, 1);
-      accept(as);
+      as.branch(BPF_JMP | BPF_JEQ | BPF_K, values[i], static_cast<uint8_t>(hi - i), 0);
     }
-    if (!falls_into_no_match) as.jump(no_match);
+    as.jump(no_match);
+    accept(as);
     return;
   }
   const size_t mid = lo + (hi - lo) / 2;
@@ -103,9 +104,9 @@ void emit_set_match(Assembler& as, const std::vector<uint32_t>& values, size_t l
   // A >= values[mid]: the upper half, which may be far (ja); else the lower half right after.
   as.branch(BPF_JMP | BPF_JGE | BPF_K, values[mid], 0, 1);
   as.jump(upper);
-  emit_set_match(as, values, lo, mid, no_match, false);
+  emit_set_match(as, values, lo, mid, no_match);
   as.bind(upper);
-  emit_set_match(as, values, mid, hi, no_match, falls_into_no_match);
+  emit_set_match(as, values, mid, hi, no_match);
 }
 
 // After the EtherType test of one layout (untagged, or one tag in the frame):
@@ -158,12 +159,12 @@ bool assemble(const BpfFilterSpec& spec, const std::vector<uint32_t>& destinatio
     const Assembler::Label no_match = as.new_label();
     if (!destinations.empty()) {
       as.statement(BPF_LD | BPF_W | BPF_IND, kIpv4DestinationOffset);
-      emit_set_match(as, destinations, 0, destinations.size(), check_sources, true);
+      emit_set_match(as, destinations, 0, destinations.size(), check_sources);
     }
     as.bind(check_sources);
     if (!sources.empty()) {
       as.statement(BPF_LD | BPF_W | BPF_IND, kIpv4SourceOffset);
-      emit_set_match(as, sources, 0, sources.size(), no_match, true);
+      emit_set_match(as, sources, 0, sources.size(), no_match);
     }
     as.bind(no_match);
     as.statement(BPF_RET | BPF_K, kReject);
