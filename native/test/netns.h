@@ -76,7 +76,24 @@ inline int run_command(const std::vector<std::string>& argv, std::string* output
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-// Removes l4lb-ctest-<pid>-* namespaces whose process no longer exists.
+// False when `pid` is gone or a zombie (killed, its parent not yet reaping:
+// kill(pid, 0) still succeeds on a zombie).
+inline bool process_running(pid_t pid) {
+  if (kill(pid, 0) != 0 && errno == ESRCH) return false;
+  const std::string path = "/proc/" + std::to_string(pid) + "/stat";
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buffer[512];
+  const ssize_t n = read(fd, buffer, sizeof(buffer) - 1);
+  close(fd);
+  if (n <= 0) return false;
+  buffer[n] = 0;
+  // "pid (comm) state ...": the state follows the last ')'.
+  const char* close_paren = std::strrchr(buffer, ')');
+  return close_paren == nullptr || close_paren[1] == 0 || close_paren[2] != 'Z';
+}
+
+// Removes l4lb-ctest-<pid>-* namespaces whose process no longer runs.
 inline void remove_stale_test_namespaces() {
   DIR* directory = opendir(kNetnsDirectory);
   if (directory == nullptr) return;
@@ -87,7 +104,7 @@ inline void remove_stale_test_namespaces() {
     if (name.compare(0, prefix_len, kTestNetnsPrefix) != 0) continue;
     const long pid = std::strtol(name.c_str() + prefix_len, nullptr, 10);
     if (pid <= 0) continue;
-    if (kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) stale.push_back(name);
+    if (!process_running(static_cast<pid_t>(pid))) stale.push_back(name);
   }
   closedir(directory);
   std::string output;
