@@ -180,12 +180,15 @@ export async function runDecapsulator(
 /** Resolves on SIGINT, SIGTERM or `signal`'s abort; removes its handlers afterwards. */
 export function untilStopped(signal?: AbortSignal, every?: { intervalMs: number; tick: () => void }): Promise<void> {
   return new Promise((resolve) => {
-    const timer = every ? setInterval(every.tick, every.intervalMs) : undefined;
+    // Signal handlers and the native worker thread do not keep Node's event
+    // loop alive: without a timer the process would exit here, leaving the
+    // set-up in place and the decapsulator dead.
+    const timer = setInterval(every?.tick ?? (() => {}), every?.intervalMs ?? 60_000);
     const done = () => {
       process.off('SIGINT', done);
       process.off('SIGTERM', done);
       signal?.removeEventListener('abort', done);
-      if (timer) clearInterval(timer);
+      clearInterval(timer);
       resolve();
     };
     if (signal?.aborted) return done();

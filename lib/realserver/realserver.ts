@@ -446,16 +446,39 @@ export async function down(options: DownOptions): Promise<DownResult> {
       });
     }
   }
-  const plan = planDown(state, await gatherUndoFacts(runner, state, path));
-  const steps = plan.steps.map(stepReport);
-  const commands = plan.steps.map(commandOf);
-  if (o.dryRun) return finish({ ...base, changed: false, steps, commands, leftAlone: plan.leftAlone });
-  const stats = await runDownPlan(runner, state, plan, path);
+  const facts = await gatherUndoFacts(runner, state, path);
+  let plan = planDown(state, facts);
+  if (o.dryRun) return finish({ ...base, changed: false, steps: plan.steps.map(stepReport), commands: plan.steps.map(commandOf), leftAlone: plan.leftAlone });
+  const done: PlannedStep[] = [];
+  let current = state;
+  if (facts.decapsulator === 'other-process') {
+    // The process running the decapsulator may own this set-up (the CLI's
+    // long-running `up` undoes it when it stops): stop it first, then plan
+    // again from whatever record it left.
+    const stop = plan.steps.find((step) => step.change.kind === 'decapsulator')!;
+    await stopDecapsulator(path, (stop.change as { pid: number }).pid);
+    done.push(stop);
+    const left = readState(path);
+    if (!left) {
+      return finish({
+        ...base,
+        changed: true,
+        steps: done.map(stepReport),
+        commands: done.map(commandOf),
+        leftAlone: [`process ${(stop.change as { pid: number }).pid} undid its own set-up when it stopped`],
+      });
+    }
+    current = { ...left, changes: left.changes.filter((c) => c.kind !== 'decapsulator') };
+    writeState(path, current);
+    plan = planDown(current, await gatherUndoFacts(runner, current, path));
+  }
+  const stats = await runDownPlan(runner, current, plan, path);
+  const steps = [...done, ...plan.steps];
   return finish({
     ...base,
-    changed: plan.steps.length > 0,
-    steps,
-    commands,
+    changed: steps.length > 0,
+    steps: steps.map(stepReport),
+    commands: steps.map(commandOf),
     leftAlone: plan.leftAlone,
     ...(stats ? { decapsulatorStats: stats } : {}),
   });

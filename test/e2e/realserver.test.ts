@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import type { Host, Lab } from '../../lib/lab/index.js';
+import { type Host, type Lab, LabProcess } from '../../lib/lab/index.js';
 import {
   Decapsulator,
   RecordingRunner,
@@ -355,7 +355,7 @@ describe('real server', () => {
     expect(gone.findings.find((f) => f.id === 'decapsulation')).toMatchObject({ status: 'problem' });
   });
 
-  it('long-running modes end on their signal: runRealServer undoes its up, runDecapsulator takes its TUN device away', async () => {
+  it('long-running modes end on their signal: runRealServer undoes its up, also when down comes from another process; runDecapsulator takes its TUN device away', async () => {
     const before = await snapshot(rs);
     const controller = new AbortController();
     const reports: string[] = [];
@@ -374,6 +374,28 @@ describe('real server', () => {
     expect(upResult.changed).toBe(true);
     expect(downResult.changed).toBe(true);
     expect(downResult.decapsulatorStats?.running).toBe(false);
+    expect(await snapshot(rs)).toEqual(before);
+
+    // The CLI's case: `up` keeps running in one process, `down` comes from another.
+    const child = new LabProcess('runRealServer', process.execPath, [
+      '--import',
+      'tsx',
+      '--input-type=module',
+      '-e',
+      `import { runRealServer } from ${JSON.stringify(new URL('../../lib/realserver/index.ts', import.meta.url).pathname)};
+       await runRealServer({ vip: '${vip}', method: 'gre', netns: '${rs.netns}', stateDir: '${stateDir}', onUp: (r) => console.log('up changed=' + r.changed) });
+       console.log('down done');`,
+    ]);
+    try {
+      await child.waitForLine(/^up changed=true$/, 20_000);
+      const fromElsewhere = await down({ vip, netns: rs.netns, stateDir });
+      expect(fromElsewhere.commands).toEqual([expect.stringMatching(/^kill -TERM \d+$/)]);
+      expect(fromElsewhere.leftAlone).toEqual([expect.stringMatching(/^process \d+ undid its own set-up when it stopped$/)]);
+      await child.waitForLine(/^down done$/);
+      expect(await child.exited).toBe(0);
+    } finally {
+      await child.stop();
+    }
     expect(await snapshot(rs)).toEqual(before);
 
     const stop = new AbortController();
