@@ -28,7 +28,7 @@ enum class TxMethod : uint8_t {
   sendmmsg,  // one sendmmsg() per burst, iovecs pointing at the frames
 };
 
-// The faster of the two on veth: sendmmsg costs the sending core about 13%
+// The faster of the two on veth: sendmmsg costs the sending core 10-20%
 // less per packet than the TX ring, whose frames the kernel attaches as page
 // fragments that veth must then copy (skb_orphan_frags); docs/af-packet.md
 // has the numbers.
