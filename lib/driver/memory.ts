@@ -4,7 +4,7 @@
 // workers behind it are the ones AF_PACKET uses.
 import { ipv4ToNumber } from '../config/addresses.js';
 import type { NormalizedMemory } from '../config/validate.js';
-import { StateError } from '../errors.js';
+import { StateError, ValidationError } from '../errors.js';
 import type { NativeEngine, NativeEngineOptions } from '../native/binding.js';
 import type { DataPlaneDriver, DriverInterface, DriverRoute, NextHop } from './driver.js';
 
@@ -137,13 +137,25 @@ export class MemoryPort {
    * checksum filled in). False when the receive rings are full.
    */
   inject(frame: Uint8Array, options: { checksumPartial?: boolean } = {}): boolean {
+    if (!(frame instanceof Uint8Array) || frame.length === 0) {
+      throw new ValidationError('EINVAL_TYPE', 'frame must be a non-empty Uint8Array (a whole Ethernet frame)', { path: 'frame' });
+    }
     return this.open().inject(this.index, frame, options.checksumPartial ? this.checksumPartialFlag : 0);
   }
 
   /** Frames transmitted on this interface: resolves once `count` arrived or `timeoutMs` passed. */
   take(options: TakeOptions = {}): Promise<Buffer[]> {
     const count = options.count ?? Infinity;
-    const deadline = Date.now() + (options.timeoutMs ?? 0);
+    const timeoutMs = options.timeoutMs ?? 0;
+    if (count !== Infinity && (!Number.isInteger(count) || count < 1)) {
+      throw new ValidationError('EINVAL_RANGE', `count must be a positive integer, got ${String(count)}`, { path: 'count' });
+    }
+    if (!Number.isFinite(timeoutMs) || timeoutMs < 0) {
+      throw new ValidationError('EINVAL_RANGE', `timeoutMs must be a number of milliseconds >= 0, got ${String(timeoutMs)}`, {
+        path: 'timeoutMs',
+      });
+    }
+    const deadline = Date.now() + timeoutMs;
     const frames: Buffer[] = [];
     return new Promise((resolve) => {
       const collect = () => {

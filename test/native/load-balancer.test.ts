@@ -132,6 +132,9 @@ describe('forwarding and statistics', () => {
     expect(Date.now() - started).toBeLessThan(1000);
     expect(await out.take({ count: 10, timeoutMs: 100 })).toHaveLength(3);
     expect(() => lb.memoryPort('eth0')).toThrow(ValidationError);
+    expect(() => out.take({ count: 0 })).toThrow('count must be a positive integer, got 0');
+    expect(() => out.take({ timeoutMs: -1 })).toThrow('timeoutMs must be a number of milliseconds >= 0, got -1');
+    expect(() => lb.memoryPort('in').inject(new Uint8Array(0))).toThrow(ValidationError);
   });
 });
 
@@ -211,14 +214,25 @@ describe('transactions', () => {
     const lb = await balancer();
     const web = lb.addService({ address: vip, port: 80, healthCheck: { type: 'none' } });
     const backend = web.addBackend({ address: backendAddress(2) });
+    await settled(lb);
     const delays: number[] = [];
     for (let i = 0; i < 20; i++) {
+      const started = performance.now();
       backend.setWeight(1 + (i % 5));
-      delays.push(await settled(lb));
+      const generation = lb.generation;
+      // Spin (the workers are other threads): a timer's granularity would hide what is measured.
+      while (!lb.stats().workers.every((w) => w.configGeneration >= generation)) {
+        if (performance.now() - started > 2000) throw new Error('workers did not adopt the configuration');
+      }
+      delays.push(performance.now() - started);
+      await new Promise((resolve) => setTimeout(resolve, 2));
     }
     delays.sort((x, y) => x - y);
-    // Idle adaptive workers nap 1 ms between polls; the median is that nap.
-    expect(delays[10]).toBeLessThan(5);
+    if (process.env.L4LB_VERBOSE) console.log(delays.map((d) => d.toFixed(2)).join(" "));
+    // Idle adaptive workers nap 1 ms between polls: on a quiet machine the
+    // median is about that nap. The bound leaves room for CPUs shared with
+    // other test files (busy-polling workers among them).
+    expect(delays[10]).toBeLessThan(10);
   });
 });
 
