@@ -3,6 +3,7 @@
 // duplicated there.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 namespace l4lb::core {
