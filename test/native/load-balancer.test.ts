@@ -138,6 +138,47 @@ describe('forwarding and statistics', () => {
   });
 });
 
+describe('services', () => {
+  it('removeService stops balancing its VIP:port, and the service can be added again', async () => {
+    const lb = await balancer();
+    let web = lb.addService({ address: vip, port: 80, healthCheck: { type: 'none' } });
+    web.addBackend({ address: backendAddress(2) });
+    await settled(lb);
+    expect((await connect(lb, [40500])).size).toBe(1);
+    lb.removeService(web);
+    expect(web.active).toBe(false);
+    expect(lb.services).toEqual([]);
+    expect(() => lb.removeService(web)).toThrow(StateError);
+    await settled(lb);
+    lb.memoryPort('in').inject(toVip(tcp(40501, 'S')));
+    await until(() => lb.stats().counters.passed === 1);
+    expect(await lb.memoryPort('out').take({ timeoutMs: 20 })).toEqual([]);
+    web = lb.addService({ address: vip, port: 80, healthCheck: { type: 'none' } });
+    web.addBackend({ address: backendAddress(3) });
+    await settled(lb);
+    expect([...(await connect(lb, [40502])).values()]).toEqual([backendAddress(3)]);
+  });
+
+  it('balances UDP, and fullnat from the local address pool', async () => {
+    const lb = await balancer({ localAddresses: ['198.18.1.250'] });
+    const dns = lb.addService({ address: vip, port: 53, protocol: 'udp', healthCheck: { type: 'none' } });
+    dns.addBackend({ address: backendAddress(2), port: 5353 });
+    const api = lb.addService({ address: vip, port: 443, method: 'fullnat', healthCheck: { type: 'none' } });
+    api.addBackend({ address: backendAddress(3), port: 8443 });
+    expect(() => lb.addService({ address: '198.18.1.250', port: 80 })).toThrow('address 198.18.1.250 is one of the fullnat localAddresses');
+    await settled(lb);
+    lb.memoryPort('in').inject(toVip({ kind: 'udp', sport: 40600, dport: 53, payload: Buffer.from('query') }));
+    lb.memoryPort('in').inject(toVip(tcp(40601, 'S', 443)));
+    const frames = (await lb.memoryPort('out').take({ count: 2, timeoutMs: 2000 })).map(decode);
+    expect(frames.find((f) => f.protocol === 17)).toMatchObject({ srcAddress: client, dstAddress: backendAddress(2), dstPort: 5353 });
+    expect(frames.find((f) => f.protocol === 6)).toMatchObject({ srcAddress: '198.18.1.250', dstAddress: backendAddress(3), dstPort: 8443 });
+    expect(lb.stats().services.map((x) => [x.port, x.protocol, x.method, x.packets])).toEqual([
+      [53, 'udp', 'nat', 1],
+      [443, 'tcp', 'fullnat', 1],
+    ]);
+  });
+});
+
 describe('transactions', () => {
   it('publishes every change of a transaction as one snapshot', async () => {
     const lb = await balancer();
