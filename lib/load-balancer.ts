@@ -144,8 +144,11 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
    */
   static async create(options: LoadBalancerOptions): Promise<LoadBalancer> {
     const normalized = validateLoadBalancerOptions(options);
-    const driver = createDriver(normalized);
+    // Driver errors at run time (kernel tables, host guard) surface as 'error' events of the balancer.
+    let reportDriverError: (error: L4lbError) => void = () => {};
+    const driver = await createDriver(normalized, (error) => reportDriverError(error));
     const lb = new LoadBalancer(constructing, normalized, loadBinding(), driver);
+    reportDriverError = (error) => lb.#emitError(error);
     try {
       await lb.#start();
     } catch (error) {
@@ -553,6 +556,7 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
     }
     this.#generation = generation;
     this.#lastCompile = compiled;
+    this.#driver.configurationChanged?.(compiled.snapshot);
     return outcome;
   }
 

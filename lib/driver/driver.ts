@@ -4,6 +4,7 @@
 // its interfaces (the snapshot's ports, in order), where a backend's frames
 // must go (egress interface + next-hop MAC), the routes for replies, and
 // hands it the native engine once it exists.
+import type { SnapshotInput } from '../config/snapshot.js';
 import type { NativeEngine, NativeEngineOptions } from '../native/binding.js';
 
 export interface DriverInterface {
@@ -58,4 +59,6 @@ export interface DataPlaneDriver {
   start(context: DriverContext): Promise<void>;
   /** The balancer is closing; the engine is closed after this resolves. Must be idempotent. */
   stop(): Promise<void>;
+  /** A snapshot was published (for drivers that keep host state in step, e.g. AF_PACKET's host guard). */
+  configurationChanged?(snapshot: Omit<SnapshotInput, 'generation'>): void;
 }

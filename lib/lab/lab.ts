@@ -36,6 +36,14 @@ export interface LinkEnd {
 
 export interface LinkOptions {
   mtu?: number;
+  /**
+   * Largest segmentation-offload aggregate a host's stack may hand this link
+   * (gso_max_size). A local TCP stack on veth otherwise passes segments of
+   * up to 64 KiB, which a packet forwarder (l4lb's AF_PACKET workers) then
+   * sees as one over-MTU frame; a real NIC would segment them. Set it to the
+   * MTU on links whose traffic crosses a balancer.
+   */
+  gsoMaxSize?: number;
 }
 
 export interface SegmentMember {
@@ -303,6 +311,7 @@ export class Lab {
     this.linkCount += 1;
     for (const [end, ifname] of [[a, aName], [b, bName]] as const) {
       if (options.mtu !== undefined) await end.host.ip(['link', 'set', 'dev', ifname, 'mtu', String(options.mtu)]);
+      if (options.gsoMaxSize !== undefined) await end.host.ip(['link', 'set', 'dev', ifname, 'gso_max_size', String(options.gsoMaxSize)]);
       for (const address of end.addresses ?? []) await end.host.addAddress(ifname, address);
       await end.host.ip(['link', 'set', 'dev', ifname, 'up']);
     }

@@ -33,6 +33,29 @@ export interface NativeEngineOptions {
     udpMs?: number;
     otherMs?: number;
   };
+  /** AF_PACKET ports instead of memory ports: port i is interfaces[i] (in the process's network namespace). */
+  afPacket?: {
+    interfaces: string[];
+    txMethod?: 'sendmmsg' | 'ring';
+    rxBlockSize?: number;
+    rxBlockCount?: number;
+    rxBlockTimeoutMs?: number;
+    /** Worker i runs on CPU cpus[i]. */
+    cpus?: number[];
+  };
+}
+
+/** Per-port AF_PACKET counters summed over workers. */
+export interface NativePortCounters {
+  rxPackets: number;
+  rxBytes: number;
+  txPackets: number;
+  txBytes: number;
+  txDropped: number;
+  /** Frames the kernel dropped because the ring was full (PACKET_STATISTICS). */
+  kernelDrops: number;
+  /** BPF filter replacements the kernel refused (engine-wide). */
+  filterErrors: number;
 }
 
 /** Per-worker counters; names come from native/core/counters.h. */
@@ -72,6 +95,8 @@ export interface NativeEngine {
   postEvent(worker: number, kind: number, count: number, detail: number): boolean;
   start(): void;
   /** Idempotent: stops the workers and frees the engine. */
+  /** AF_PACKET ports only: per-port counters (empty for memory ports). */
+  portCounters(): NativePortCounters[];
   close(): void;
 }
 

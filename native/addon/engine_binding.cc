@@ -44,6 +44,7 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
                            InstanceMethod<&EngineHandle::SharedMemory>("sharedMemory"),
                            InstanceMethod<&EngineHandle::PostEvent>("postEvent"),
                            InstanceMethod<&EngineHandle::Start>("start"),
+                           InstanceMethod<&EngineHandle::PortCounters>("portCounters"),
                            InstanceMethod<&EngineHandle::Close>("close"),
                        });
   }
@@ -101,7 +102,39 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
           .ThrowAsJavaScriptException();
       return;
     }
-    engine_ = std::make_unique<engine::Engine>(options);
+    if (o.Get("afPacket").IsObject()) {
+      Napi::Object a = o.Get("afPacket").As<Napi::Object>();
+      if (!a.Get("interfaces").IsArray()) {
+        CodedError(env, "EINVAL", "Engine(options): afPacket.interfaces must be an array of names").ThrowAsJavaScriptException();
+        return;
+      }
+      Napi::Array names = a.Get("interfaces").As<Napi::Array>();
+      for (uint32_t i = 0; i < names.Length(); ++i) {
+        if (!names.Get(i).IsString()) {
+          CodedError(env, "EINVAL", "Engine(options): afPacket.interfaces must be an array of names").ThrowAsJavaScriptException();
+          return;
+        }
+        options.af_packet_interfaces.push_back(names.Get(i).As<Napi::String>().Utf8Value());
+      }
+      options.port_count = static_cast<uint32_t>(options.af_packet_interfaces.size());
+      if (a.Get("txMethod").IsString() && a.Get("txMethod").As<Napi::String>().Utf8Value() == "ring") {
+        options.tx_method = io::TxMethod::ring;
+      }
+      options.rx_block_size = OptionalUint32(a, "rxBlockSize", options.rx_block_size);
+      options.rx_block_count = OptionalUint32(a, "rxBlockCount", options.rx_block_count);
+      options.rx_block_timeout_ms = OptionalUint32(a, "rxBlockTimeoutMs", options.rx_block_timeout_ms);
+      if (a.Get("cpus").IsArray()) {
+        Napi::Array cpus = a.Get("cpus").As<Napi::Array>();
+        for (uint32_t i = 0; i < cpus.Length(); ++i) options.worker_cpus.push_back(cpus.Get(i).As<Napi::Number>().Int32Value());
+      }
+    }
+    auto created = std::make_unique<engine::Engine>(options);
+    io::PortError port_error;
+    if (!created->open_ports(&port_error)) {
+      CodedError(env, port_error.code.c_str(), port_error.message).ThrowAsJavaScriptException();
+      return;
+    }
+    engine_ = std::move(created);
   }
 
  private:
@@ -292,6 +325,26 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
         env, engine_->post_event(info[0].As<Napi::Number>().Uint32Value(), static_cast<shm::EventKind>(kind), 0,
                                  static_cast<uint64_t>(info[2].As<Napi::Number>().DoubleValue()),
                                  static_cast<uint64_t>(info[3].As<Napi::Number>().DoubleValue())));
+  }
+
+  // portCounters() -> per port { rxPackets, rxBytes, txPackets, txBytes, txDropped, kernelDrops } (AF_PACKET), plus filterErrors.
+  Napi::Value PortCounters(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!CheckOpen(env)) return env.Undefined();
+    const std::vector<io::PortCounters> ports = engine_->port_counters();
+    Napi::Array result = Napi::Array::New(env, ports.size());
+    for (size_t p = 0; p < ports.size(); ++p) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("rxPackets", Napi::Number::New(env, static_cast<double>(ports[p].rx_packets)));
+      o.Set("rxBytes", Napi::Number::New(env, static_cast<double>(ports[p].rx_bytes)));
+      o.Set("txPackets", Napi::Number::New(env, static_cast<double>(ports[p].tx_packets)));
+      o.Set("txBytes", Napi::Number::New(env, static_cast<double>(ports[p].tx_bytes)));
+      o.Set("txDropped", Napi::Number::New(env, static_cast<double>(ports[p].tx_dropped)));
+      o.Set("kernelDrops", Napi::Number::New(env, static_cast<double>(ports[p].kernel_drops)));
+      o.Set("filterErrors", Napi::Number::New(env, static_cast<double>(engine_->filter_errors())));
+      result.Set(static_cast<uint32_t>(p), o);
+    }
+    return result;
   }
 
   Napi::Value Start(const Napi::CallbackInfo& info) {

@@ -1,10 +1,14 @@
 #include "engine/engine.h"
 
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <time.h>
 
 #include <algorithm>
 #include <cstring>
+
+#include "io/bpf_filter.h"
 
 namespace l4lb::engine {
 
@@ -85,9 +89,11 @@ Engine::Engine(const EngineOptions& options) : options_(options) {
     worker->flow_counters = &stats_->flow_counters(w);
     worker->backend_counters = stats_->backend_counters(w);
     worker->events.attach(stats_->event_ring(w), stats_->event_records(w), stats_->event_capacity());
-    for (uint32_t p = 0; p < options_.port_count; ++p) {
-      memory_ports_[w].push_back(std::make_unique<io::MemoryPort>(options_.memory_ring_frames));
-      worker->ports.push_back(memory_ports_[w].back().get());
+    if (options_.af_packet_interfaces.empty()) {
+      for (uint32_t p = 0; p < options_.port_count; ++p) {
+        memory_ports_[w].push_back(std::make_unique<io::MemoryPort>(options_.memory_ring_frames));
+        worker->ports.push_back(memory_ports_[w].back().get());
+      }
     }
     core::ForwarderResources resources;
     resources.flows = flows_.get();
@@ -104,6 +110,99 @@ Engine::Engine(const EngineOptions& options) : options_(options) {
 }
 
 Engine::~Engine() { stop(); }
+
+bool Engine::open_ports(io::PortError* error) {
+  if (options_.af_packet_interfaces.empty() || !af_packet_ports_.empty()) return true;
+  if (options_.af_packet_interfaces.size() != options_.port_count) {
+    error->code = "EPORT_OPTIONS";
+    error->message = "the engine's port count differs from its interface list";
+    return false;
+  }
+  // Nothing is the balancer's before the first configuration: an ARP-only
+  // program with no addresses keeps the rings empty until publish().
+  io::BpfFilterSpec nothing_yet;
+  nothing_yet.accept_arp = false;
+  const io::BpfFilter initial = io::build_bpf_filter(nothing_yet);
+  std::vector<std::vector<std::unique_ptr<io::AfPacketPort>>> ports(options_.workers);
+  std::vector<int32_t> groups(options_.port_count, io::kFanoutNewGroup);
+  for (uint32_t w = 0; w < options_.workers; ++w) {
+    for (uint32_t p = 0; p < options_.port_count; ++p) {
+      io::AfPacketOptions port_options;
+      port_options.interface = options_.af_packet_interfaces[p];
+      port_options.rx_block_size = options_.rx_block_size;
+      port_options.rx_block_count = options_.rx_block_count;
+      port_options.rx_block_timeout_ms = options_.rx_block_timeout_ms;
+      port_options.tx_method = options_.tx_method;
+      port_options.filter = initial.instructions;
+      // One fanout group per interface when several workers share it: the
+      // first worker's socket creates it, the others join its id.
+      port_options.fanout_group = options_.workers > 1 ? groups[p] : io::kNoFanout;
+      if (w < options_.worker_cpus.size()) port_options.cpu = options_.worker_cpus[w];
+      auto port = io::AfPacketPort::create(port_options, error);
+      if (!port) return false;  // the ports created so far close with `ports`
+      if (w == 0 && options_.workers > 1) groups[p] = port->fanout_group();
+      ports[w].push_back(std::move(port));
+    }
+  }
+  af_packet_ports_ = std::move(ports);
+  for (uint32_t w = 0; w < options_.workers; ++w) {
+    for (auto& port : af_packet_ports_[w]) workers_[w]->ports.push_back(port.get());
+  }
+  if (const core::RuntimeConfig* config = current_.load(std::memory_order_relaxed)) refresh_filters(*config);
+  return true;
+}
+
+std::vector<io::PortCounters> Engine::port_counters() const {
+  std::vector<io::PortCounters> sums(af_packet_ports_.empty() ? 0 : options_.port_count);
+  for (const auto& worker_ports : af_packet_ports_) {
+    for (size_t p = 0; p < worker_ports.size(); ++p) {
+      const io::PortCounters c = worker_ports[p]->counters();
+      sums[p].rx_packets += c.rx_packets;
+      sums[p].rx_bytes += c.rx_bytes;
+      sums[p].tx_packets += c.tx_packets;
+      sums[p].tx_bytes += c.tx_bytes;
+      sums[p].tx_dropped += c.tx_dropped;
+      sums[p].kernel_drops += c.kernel_drops;
+    }
+  }
+  return sums;
+}
+
+// The kernel queues only what this configuration makes the balancer's: ARP,
+// traffic to VIPs, fullnat local addresses and the ports' own addresses
+// (tunnel returns), replies from nat/fullnat backends and from VIPs (dr
+// replies routed through the balancer), and ICMP (errors about flows).
+void Engine::refresh_filters(const core::RuntimeConfig& config) {
+  if (af_packet_ports_.empty()) return;
+  const core::SnapshotView& view = config.view();
+  io::BpfFilterSpec spec;
+  spec.accept_arp = true;
+  spec.accept_any_icmp = true;
+  for (const shm::SnapshotService& service : view.services) {
+    spec.destinations.push_back(service.address);
+    spec.sources.push_back(service.address);
+    if (service.method == static_cast<uint8_t>(shm::Method::nat) || service.method == static_cast<uint8_t>(shm::Method::fullnat)) {
+      for (const shm::SnapshotBackend& backend : view.backends_of(service)) spec.sources.push_back(backend.address);
+    }
+  }
+  for (uint32_t local : view.local_addresses) spec.destinations.push_back(local);
+  for (const shm::SnapshotPort& port : view.ports) {
+    if (port.address != 0) spec.destinations.push_back(port.address);
+  }
+  for (auto* list : {&spec.destinations, &spec.sources}) {
+    std::sort(list->begin(), list->end());
+    list->erase(std::unique(list->begin(), list->end()), list->end());
+  }
+  const io::BpfFilter filter = io::build_bpf_filter(spec);
+  for (uint32_t w = 0; w < af_packet_ports_.size(); ++w) {
+    for (auto& port : af_packet_ports_[w]) {
+      io::PortError error;
+      // A socket that keeps its previous filter still works, with a stale
+      // address set: count it for the control plane to report.
+      if (!port->replace_filter(filter.instructions, &error)) filter_errors_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+}
 
 const core::WorkerCounters& Engine::worker_counters(uint32_t worker) const { return *workers_[worker]->counters; }
 const core::FlowCounters& Engine::flow_counters(uint32_t worker) const { return *workers_[worker]->flow_counters; }
@@ -146,6 +245,9 @@ bool Engine::publish(const uint8_t* bytes, size_t size, std::string* error) {
   const core::RuntimeConfig* published = config.get();
   configs_.push_back(std::move(config));
   current_.store(published, std::memory_order_release);  // pairs with run_batch's acquire load
+  // After the store: a frame the new filter admits finds the configuration
+  // that makes it the balancer's.
+  refresh_filters(*published);
   reclaim_configs();
   return true;
 }
@@ -251,6 +353,13 @@ uint32_t Engine::poll(uint64_t now_ns) {
 }
 
 void Engine::worker_loop(Worker& worker) {
+  if (worker.index < options_.worker_cpus.size() && options_.worker_cpus[worker.index] >= 0) {
+    cpu_set_t cpus;
+    CPU_ZERO(&cpus);
+    CPU_SET(options_.worker_cpus[worker.index], &cpus);
+    // Best effort: a CPU outside the process's set leaves the thread unpinned.
+    pthread_setaffinity_np(pthread_self(), sizeof(cpus), &cpus);
+  }
   uint32_t idle = 0;
   while (running_.load(std::memory_order_acquire)) {
     const uint64_t start = monotonic_ns();
@@ -289,7 +398,7 @@ void Engine::stop() {
 }
 
 bool Engine::inject(uint32_t port, const uint8_t* data, uint32_t len, uint32_t frame_flags) {
-  if (port >= options_.port_count) return false;
+  if (port >= options_.port_count || !options_.af_packet_interfaces.empty()) return false;
   // Round robin over the workers' rings: replies of a flow land on other
   // workers than its first packet, as with the kernel's fanout.
   for (uint32_t attempt = 0; attempt < options_.workers; ++attempt) {
@@ -300,7 +409,7 @@ bool Engine::inject(uint32_t port, const uint8_t* data, uint32_t len, uint32_t f
 }
 
 uint32_t Engine::take(uint32_t port, uint8_t* out, uint32_t capacity) {
-  if (port >= options_.port_count) return 0;
+  if (port >= options_.port_count || !options_.af_packet_interfaces.empty()) return 0;
   for (uint32_t attempt = 0; attempt < options_.workers; ++attempt) {
     const uint32_t w = take_cursor_[port] % options_.workers;
     const uint32_t len = memory_ports_[w][port]->take(out, capacity);

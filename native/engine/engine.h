@@ -28,6 +28,7 @@
 #include "core/flow_table.h"
 #include "core/forward.h"
 #include "core/runtime_config.h"
+#include "io/af_packet.h"
 #include "io/memory_port.h"
 #include "io/port.h"
 #include "engine/stats_region.h"
@@ -55,12 +56,32 @@ struct EngineOptions {
   // a flood of drops becomes one record per interval carrying the count.
   uint64_t signal_interval_ns = 100'000'000;
   uint8_t hash_key[16] = {};  // secret; the addon fills it from a CSPRNG
+
+  // AF_PACKET driver: port i is interface af_packet_interfaces[i] (in the
+  // calling thread's network namespace); empty means memory ports. Each
+  // worker opens one socket per interface; the workers of an interface
+  // share it through a PACKET_FANOUT group (symmetric flow hash).
+  std::vector<std::string> af_packet_interfaces;
+  io::TxMethod tx_method = io::kDefaultTxMethod;
+  uint32_t rx_block_size = 1u << 18;
+  uint32_t rx_block_count = 32;
+  uint32_t rx_block_timeout_ms = 1;
+  // Worker i runs on CPU worker_cpus[i] when given (sched_setaffinity).
+  std::vector<int32_t> worker_cpus;
 };
 
 class Engine {
  public:
   explicit Engine(const EngineOptions& options);
   ~Engine();
+
+  // Opens the AF_PACKET sockets (no-op for memory ports). Until the first
+  // publish their filter accepts nothing, so nothing queues before the
+  // balancer knows what is its. False with *error set; nothing stays open.
+  bool open_ports(io::PortError* error);
+  // Per-port AF_PACKET counters summed over workers (empty for memory ports).
+  std::vector<io::PortCounters> port_counters() const;
+  uint64_t filter_errors() const { return filter_errors_.load(std::memory_order_relaxed); }
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
@@ -111,8 +132,11 @@ class Engine {
   std::atomic<int32_t>* active_flows_ = nullptr;  // in stats_
   std::unique_ptr<core::FlowTable> flows_;
   std::vector<std::unique_ptr<Worker>> workers_;
-  // Memory ports: [worker][port]. AF_PACKET ports come with the next driver.
+  void refresh_filters(const core::RuntimeConfig& config);
+
+  // Memory ports: [worker][port], or AF_PACKET ports: [worker][port].
   std::vector<std::vector<std::unique_ptr<io::MemoryPort>>> memory_ports_;
+  std::vector<std::vector<std::unique_ptr<io::AfPacketPort>>> af_packet_ports_;
   uint32_t inject_cursor_ = 0;           // next worker ring for inject (control thread)
   std::vector<uint32_t> take_cursor_;    // per port
 
@@ -120,6 +144,7 @@ class Engine {
   std::vector<std::unique_ptr<core::RuntimeConfig>> configs_;  // current + not yet reclaimed
   std::atomic<const core::RuntimeConfig*> current_{nullptr};
   std::atomic<bool> running_{false};
+  std::atomic<uint64_t> filter_errors_{0};  // BPF filter replacements the kernel refused
 };
 
 }  // namespace l4lb::engine

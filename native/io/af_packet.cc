@@ -546,6 +546,24 @@ PortCounters AfPacketPort::counters() const {
   return c;
 }
 
+bool AfPacketPort::replace_filter(const std::vector<sock_filter>& filter, PortError* error) {
+  if (filter.empty() || filter.size() > BPF_MAXINSNS) {
+    error->code = "EPORT_FILTER";
+    error->message = "replace_filter: a filter needs 1.." + std::to_string(BPF_MAXINSNS) + " instructions";
+    error->error_number = 0;
+    return false;
+  }
+  sock_fprog program{static_cast<unsigned short>(filter.size()), const_cast<sock_filter*>(filter.data())};
+  if (setsockopt(fd_, SOL_SOCKET, SO_ATTACH_FILTER, &program, sizeof(program)) != 0) {
+    const int saved = errno;
+    error->code = "EPORT_FILTER";
+    error->message = "setsockopt(SO_ATTACH_FILTER) on " + interface_ + ": " + std::strerror(saved);
+    error->error_number = saved;
+    return false;
+  }
+  return true;
+}
+
 AfPacketCounters AfPacketPort::driver_counters() const {
   AfPacketCounters c;
   c.rx_outgoing_skipped = rx_outgoing_skipped_.load(std::memory_order_relaxed);

@@ -110,6 +110,9 @@ class AfPacketPort final : public Port {
   PortCounters counters() const override;
 
   AfPacketCounters driver_counters() const;
+  // Replaces the socket's BPF filter (any thread; the kernel swaps it
+  // atomically, so a frame meets either the old or the new program).
+  bool replace_filter(const std::vector<sock_filter>& filter, PortError* error);
   const std::string& interface() const { return interface_; }
   int ifindex() const { return ifindex_; }
   uint32_t mtu() const { return mtu_; }
