@@ -543,7 +543,9 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
     });
     const compiled = compileModel(model, this.#driver, {
       localAddresses: this.#options.localAddresses,
-      fullnatPorts: this.#options.fullnatPorts,
+      fullnatPorts: this.#options.fullnatPortsGiven
+        ? this.#options.fullnatPorts
+        : (this.#driver.defaultFullnatPorts?.(this.#options.localAddresses) ?? this.#options.fullnatPorts),
       dropBadChecksum: this.#options.checksums === 'drop',
       answerEcho: this.#options.answerEcho,
     });

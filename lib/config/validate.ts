@@ -55,6 +55,8 @@ export interface NormalizedOptions {
   flows: NormalizedFlows;
   localAddresses: string[];
   fullnatPorts: { min: number; max: number };
+  /** Whether fullnatPorts came from the user (else a driver may choose a safer default). */
+  fullnatPortsGiven: boolean;
   maxBackends: number;
   hashKey: Uint8Array | undefined;
   checksums: 'forward' | 'drop';
@@ -361,6 +363,7 @@ export function validateLoadBalancerOptions(input: LoadBalancerOptions | unknown
     flows,
     localAddresses,
     fullnatPorts,
+    fullnatPortsGiven: o.fullnatPorts !== undefined,
     maxBackends,
     hashKey,
     checksums,

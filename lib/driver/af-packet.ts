@@ -205,6 +205,17 @@ export class AfPacketDriver implements DataPlaneDriver {
   }
 
   /**
+   * fullnat from the host's own addresses: the kernel must not hand the
+   * balancer's source ports to its own connections (they are reserved and
+   * their replies dropped by the host guard), so the default range stays
+   * clear of Linux's default ephemeral range (32768-60999).
+   */
+  defaultFullnatPorts(localAddresses: readonly string[]): { min: number; max: number } | undefined {
+    const hostAddresses = new Set(this.interfaces.flatMap((i) => (i.address ? [i.address] : [])));
+    return localAddresses.some((a) => hostAddresses.has(a)) ? { min: 61000, max: 65535 } : undefined;
+  }
+
+  /**
    * The configuration changed: keep the host guard's address sets in step
    * (VIPs, nat/fullnat backends, tunnel endpoints, fullnat addresses that
    * the host owns). Serialised, so the last configuration wins.

@@ -59,6 +59,12 @@ export interface DataPlaneDriver {
   start(context: DriverContext): Promise<void>;
   /** The balancer is closing; the engine is closed after this resolves. Must be idempotent. */
   stop(): Promise<void>;
+  /**
+   * The fullnat source-port range to use when the user gave none, for this
+   * source pool (e.g. a range disjoint from the host's ephemeral ports when
+   * the pool holds a host address); undefined: the library default.
+   */
+  defaultFullnatPorts?(localAddresses: readonly string[]): { min: number; max: number } | undefined;
   /** A snapshot was published (for drivers that keep host state in step, e.g. AF_PACKET's host guard). */
   configurationChanged?(snapshot: Omit<SnapshotInput, 'generation'>): void;
 }

@@ -85,10 +85,12 @@ export async function drTopology(lab: Lab): Promise<Topology> {
 }
 
 /** Starts each backend's HTTP + UDP server (test/fixtures/servers/backend.mjs) bound to `address` (default: every address). */
-export async function startBackends(topology: Topology, options: { bind?: string; port?: number } = {}): Promise<LabProcess[]> {
+export async function startBackends(topology: Topology, options: { bind?: string; port?: number; udpBind?: string } = {}): Promise<LabProcess[]> {
   return Promise.all(
     topology.backends.map(async (host, i) => {
-      const server = host.spawnNode(fixture('servers/backend.mjs'), [backendNames[i]!, options.bind ?? '0.0.0.0', String(options.port ?? 8080)]);
+      const args = [backendNames[i]!, options.bind ?? '0.0.0.0', String(options.port ?? 8080)];
+      if (options.udpBind) args.push(options.udpBind);
+      const server = host.spawnNode(fixture('servers/backend.mjs'), args);
       await server.waitForLine(/"listening"/);
       return server;
     }),
@@ -122,7 +124,7 @@ export class BalancerProcess {
       if (lines.length > before) return (JSON.parse(lines[lines.length - 1]!) as { stats: import('../../lib/index.js').LoadBalancerStats }).stats;
       await new Promise((r) => setTimeout(r, 25));
     }
-    throw new Error(`balancer did not answer "stats":\n${this.process.log}`);
+    throw new Error(`balancer did not answer "stats":\n${this.process.log.slice(-2000)}`);
   }
 
   /** Waits until every backend of every service is up (health checks passed). */
@@ -131,7 +133,11 @@ export class BalancerProcess {
     for (;;) {
       const stats = await this.stats();
       if (stats.services.every((s) => s.backends.every((b) => b.state === 'up' && b.nextHopResolved))) return;
-      if (Date.now() > deadline) throw new Error(`backends not up in time: ${JSON.stringify(stats.services.map((s) => s.backends))}\n${this.process.log}`);
+      if (Date.now() > deadline) {
+        const states = stats.services.map((s) => s.backends.map((b) => `${b.address}:${b.port} ${b.state}${b.nextHopResolved ? '' : ' unresolved'}`));
+        const events = this.process.log.split('\n').filter((l) => !l.includes('"event":"stats"')).join('\n').slice(-2000);
+        throw new Error(`backends not up in time: ${JSON.stringify(states)}\n${events}`);
+      }
       await new Promise((r) => setTimeout(r, 200));
     }
   }
