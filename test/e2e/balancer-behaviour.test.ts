@@ -1,0 +1,168 @@
+// Balancer behaviour through the AF_PACKET workers beyond plain forwarding:
+// scheduler shares, persistence, path symmetry, the host kernel staying
+// silent, health-check failover, and close() under traffic.
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Lab } from '../../lib/lab/index.js';
+import type { ServiceOptions } from '../../lib/index.js';
+import { createLab, fixture } from './support.js';
+import { BalancerProcess, VIP, backendAddresses, routedTopology, runJson, startBackends, type Topology } from './topologies.js';
+
+let lab: Lab | undefined;
+let balancer: BalancerProcess | undefined;
+afterEach(async () => {
+  await balancer?.close();
+  balancer = undefined;
+  await lab?.destroy();
+  lab = undefined;
+});
+
+interface LoadResult {
+  perBackend: Record<string, number>;
+  failures: number;
+  firstError: string | null;
+}
+
+async function natBalancer(
+  topology: Topology,
+  service: Partial<ServiceOptions>,
+  weights: number[] = [1, 1, 1],
+  options: Record<string, unknown> = {},
+): Promise<BalancerProcess> {
+  const b = await BalancerProcess.start(topology, {
+    options: { workers: 1, ...options },
+    services: [
+      {
+        service: { address: VIP, port: 80, method: 'nat', healthCheck: { type: 'tcp', intervalMs: 200, timeoutMs: 300, rise: 1, fall: 2 }, ...service },
+        backends: backendAddresses.map((address, i) => ({ address, port: 8080, weight: weights[i]! })),
+      },
+    ],
+  });
+  await b.waitUntilUp();
+  return b;
+}
+
+async function waitForNewOutput(b: BalancerProcess, offset: number, pattern: RegExp, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!pattern.test(b.process.log.slice(offset))) {
+    if (Date.now() > deadline) throw new Error(`no output matching ${pattern} within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+async function nstat(host: Topology['client'], names: string[]): Promise<Record<string, number>> {
+  const { stdout } = await host.exec(['nstat', '-az', '-j', ...names]);
+  const parsed = JSON.parse(stdout) as { kernel: Record<string, number> };
+  return parsed.kernel;
+}
+
+describe('balancer behaviour through AF_PACKET', () => {
+  it('maglev spreads 300 connections within ±25% of a third; wrr follows weights 1:2:3 within ±6 connections', async () => {
+    lab = await createLab();
+    const topology = await routedTopology(lab);
+    await startBackends(topology);
+    balancer = await natBalancer(topology, { scheduler: 'maglev' });
+    const maglev = await runJson<LoadResult>(topology.client, 'servers/http-load.mjs', [VIP, 80, 300, 4]);
+    expect(maglev.failures, maglev.firstError ?? '').toBe(0);
+    for (const name of ['b1', 'b2', 'b3']) expect(Math.abs((maglev.perBackend[name] ?? 0) - 100), JSON.stringify(maglev.perBackend)).toBeLessThanOrEqual(25);
+    await balancer.close();
+
+    balancer = await natBalancer(topology, { scheduler: 'wrr' }, [1, 2, 3]);
+    const wrr = await runJson<LoadResult>(topology.client, 'servers/http-load.mjs', [VIP, 80, 240, 1]);
+    expect(wrr.failures, wrr.firstError ?? '').toBe(0);
+    expect(Math.abs((wrr.perBackend.b1 ?? 0) - 40)).toBeLessThanOrEqual(6);
+    expect(Math.abs((wrr.perBackend.b2 ?? 0) - 80)).toBeLessThanOrEqual(6);
+    expect(Math.abs((wrr.perBackend.b3 ?? 0) - 120)).toBeLessThanOrEqual(6);
+  });
+
+  it('sh and persistence keep one client on one backend', async () => {
+    lab = await createLab();
+    const topology = await routedTopology(lab);
+    await startBackends(topology);
+    balancer = await natBalancer(topology, { scheduler: 'sh' });
+    const sh = await runJson<LoadResult>(topology.client, 'servers/http-load.mjs', [VIP, 80, 60, 2]);
+    expect(sh.failures).toBe(0);
+    expect(Object.keys(sh.perBackend)).toHaveLength(1);
+    await balancer.close();
+
+    balancer = await natBalancer(topology, { scheduler: 'rr', persistence: { timeoutMs: 60_000 } });
+    const persistent = await runJson<LoadResult>(topology.client, 'servers/http-load.mjs', [VIP, 80, 60, 2]);
+    expect(persistent.failures).toBe(0);
+    expect(Object.keys(persistent.perBackend)).toHaveLength(1);
+  });
+
+  it('path symmetry: requests entering by the second uplink are answered by it, although the default route is the first', async () => {
+    lab = await createLab();
+    const topology = await routedTopology(lab, { secondUplink: true });
+    await startBackends(topology);
+    balancer = await natBalancer(topology, { scheduler: 'rr' });
+    const before = await balancer.stats();
+    const load = await runJson<LoadResult>(topology.client, 'servers/http-load.mjs', [VIP, 80, 50, 2]);
+    expect(load.failures, load.firstError ?? '').toBe(0);
+    const after = await balancer.stats();
+    const replies = after.repliesIngressPath - before.repliesIngressPath;
+    expect(replies).toBeGreaterThan(100);
+    // Every reply took the ingress path where routing would have sent it out eth0.
+    expect(after.repliesRouteDiffers - before.repliesRouteDiffers).toBe(replies);
+  });
+
+  it('the host kernel sends no reset, ICMP or duplicate toward the client', async () => {
+    lab = await createLab();
+    const topology = await routedTopology(lab);
+    await startBackends(topology);
+    // A balancer kernel that would forward if it could: the guard must stop it.
+    await topology.balancer.setSysctl('net.ipv4.ip_forward', 1);
+    balancer = await natBalancer(topology, { scheduler: 'rr' });
+    const counters = ['TcpInErrs', 'TcpInRsts', 'IcmpInMsgs', 'TcpExtTCPDSACKOldSent', 'TcpExtTCPDSACKOfoSent'];
+    const before = await nstat(topology.client, counters);
+    const load = await runJson<LoadResult>(topology.client, 'servers/http-load.mjs', [VIP, 80, 100, 4]);
+    expect(load.failures, load.firstError ?? '').toBe(0);
+    const download = await runJson<{ intact: boolean }>(topology.client, 'servers/http-download.mjs', [VIP, 80, 5 * 1024 * 1024]);
+    expect(download.intact).toBe(true);
+    const after = await nstat(topology.client, counters);
+    for (const name of counters) expect(after[name] ?? 0, name).toBe(before[name] ?? 0);
+  });
+
+  it('a stopped backend is marked down within fall x interval + timeout and skipped; restarted, it comes back after rise checks', async () => {
+    lab = await createLab();
+    const topology = await routedTopology(lab);
+    const servers = await startBackends(topology);
+    balancer = await natBalancer(topology, { scheduler: 'rr', healthCheck: { type: 'http', path: '/', intervalMs: 200, timeoutMs: 300, rise: 2, fall: 2 } });
+    const logBeforeStop = balancer.process.log.length;
+    const stoppedAt = Date.now();
+    await servers[1]!.stop();
+    await waitForNewOutput(balancer, logBeforeStop, /"backend-state".*198\.18\.1\.3.*"state":"down"/, 5000);
+    // fall (2) x interval (200 ms) + one timeout (300 ms), plus scheduling slack.
+    expect(Date.now() - stoppedAt).toBeLessThanOrEqual(2 * 200 + 300 + 600);
+    const during = await runJson<LoadResult>(topology.client, 'servers/http-load.mjs', [VIP, 80, 40, 2]);
+    expect(during.failures).toBe(0);
+    expect(during.perBackend.b2 ?? 0).toBe(0);
+
+    const logBeforeRestart = balancer.process.log.length;
+    const restarted = topology.backends[1]!.spawnNode(fixture('servers/backend.mjs'), ['b2', '0.0.0.0', '8080']);
+    await restarted.waitForLine(/"listening"/);
+    await waitForNewOutput(balancer, logBeforeRestart, /"backend-state".*198\.18\.1\.3.*"state":"up"/, 5000);
+    const after = await runJson<LoadResult>(topology.client, 'servers/http-load.mjs', [VIP, 80, 30, 1]);
+    expect(after.failures).toBe(0);
+    expect(after.perBackend.b2 ?? 0).toBeGreaterThanOrEqual(9);
+  });
+
+  it('close() during traffic stops the workers cleanly and removes the host guard', async () => {
+    lab = await createLab();
+    const topology = await routedTopology(lab);
+    await startBackends(topology);
+    balancer = await natBalancer(topology, { scheduler: 'rr' }, [1, 1, 1], { workers: 2 });
+    const tables = (await topology.balancer.exec(['nft', 'list', 'tables'])).stdout;
+    expect(tables).toMatch(/l4lb_/);
+    const traffic = topology.client.spawnNode(fixture('servers/http-load.mjs'), [VIP, '80', '100000', '4']);
+    await new Promise((r) => setTimeout(r, 500));
+    const closing = Date.now();
+    const balancerProcess = balancer.process;
+    await balancer.close();
+    balancer = undefined;
+    expect(await balancerProcess.exited).toBe(0);
+    expect(Date.now() - closing).toBeLessThan(5000);
+    expect(balancerProcess.log).toContain('"event":"closed"');
+    expect((await topology.balancer.exec(['nft', 'list', 'tables'])).stdout).not.toMatch(/l4lb_/);
+    await traffic.stop();
+  });
+});
