@@ -4,6 +4,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Lab } from '../../lib/lab/index.js';
 import type { ServiceOptions } from '../../lib/index.js';
+import { setupLabRealServer } from '../../lib/realserver/lab.js';
 import { createLab, fixture } from './support.js';
 import { BalancerProcess, VIP, backendAddresses, routedTopology, runJson, startBackends, type Topology } from './topologies.js';
 
@@ -103,6 +104,40 @@ describe('balancer behaviour through AF_PACKET', () => {
     expect(replies).toBeGreaterThan(100);
     // Every reply took the ingress path where routing would have sent it out eth0.
     expect(after.repliesRouteDiffers - before.repliesRouteDiffers).toBe(replies);
+  });
+
+  it('gre with replies returned through the tunnel: requests entering by the second uplink are answered by it', async () => {
+    lab = await createLab();
+    const topology = await routedTopology(lab, { secondUplink: true });
+    const realServers = await Promise.all(
+      topology.backends.map((host) => setupLabRealServer(host, { vip: VIP, method: 'gre', interface: 'eth0', returnThroughTunnel: { balancer: '198.18.1.1' } })),
+    );
+    try {
+      await startBackends(topology, { port: 80, udpBind: VIP });
+      balancer = await BalancerProcess.start(topology, {
+        options: { workers: 1 },
+        services: [
+          {
+            service: { address: VIP, port: 80, method: 'gre', scheduler: 'rr', healthCheck: { type: 'tcp', intervalMs: 200, rise: 1 } },
+            backends: backendAddresses.map((address) => ({ address, port: 80 })),
+          },
+        ],
+      });
+      await balancer.waitUntilUp();
+      const before = await balancer.stats();
+      const load = await runJson<LoadResult>(topology.client, 'servers/http-load.mjs', [VIP, 80, 50, 2]);
+      expect(load.failures, load.firstError ?? '').toBe(0);
+      const after = await balancer.stats();
+      const viaTunnel = after.counters.repliesViaTunnel! - before.counters.repliesViaTunnel!;
+      expect(viaTunnel).toBeGreaterThan(100);
+      // Each returned reply left on the flow's ingress path (eth2), where routing would have used eth0.
+      expect(after.repliesIngressPath - before.repliesIngressPath).toBe(viaTunnel);
+      expect(after.repliesRouteDiffers - before.repliesRouteDiffers).toBe(viaTunnel);
+    } finally {
+      await balancer?.close();
+      balancer = undefined;
+      for (const server of realServers) await server.down();
+    }
   });
 
   it('the host kernel sends no reset, ICMP or duplicate toward the client', async () => {
