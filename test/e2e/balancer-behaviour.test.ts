@@ -6,7 +6,7 @@ import type { Lab } from '../../lib/lab/index.js';
 import type { ServiceOptions } from '../../lib/index.js';
 import { setupLabRealServer } from '../../lib/realserver/lab.js';
 import { createLab, fixture } from './support.js';
-import { BalancerProcess, VIP, backendAddresses, routedTopology, runJson, startBackends, type Topology } from './topologies.js';
+import { BalancerProcess, VIP, backendAddresses, demoFile, routedTopology, runJson, startBackends, type Topology } from './topologies.js';
 
 let lab: Lab | undefined;
 let balancer: BalancerProcess | undefined;
@@ -173,7 +173,7 @@ describe('balancer behaviour through AF_PACKET', () => {
     expect(during.perBackend.b2 ?? 0).toBe(0);
 
     const logBeforeRestart = balancer.process.log.length;
-    const restarted = topology.backends[1]!.spawnNode(fixture('servers/backend.mjs'), ['b2', '0.0.0.0', '8080']);
+    const restarted = topology.backends[1]!.spawnNode(demoFile('servers/backend.mjs'), ['b2', '0.0.0.0', '8080']);
     await restarted.waitForLine(/"listening"/);
     await waitForNewOutput(balancer, logBeforeRestart, /"backend-state".*198\.18\.1\.3.*"state":"up"/, 5000);
     const after = await runJson<LoadResult>(topology.client, 'servers/http-load.mjs', [VIP, 80, 30, 1]);

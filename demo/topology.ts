@@ -1,0 +1,154 @@
+// Lab topologies for the demo and the balancer e2e tests: a client, a
+// balancer running l4lb with the AF_PACKET driver, and three backends.
+//
+//   routed (nat, fullnat, ipip, gre):
+//     client 198.18.0.10 ── eth0 198.18.0.1 [balancer] eth1 198.18.1.1 ── lan ── b1 .1.2, b2 .1.3, b3 .1.4
+//     optional second uplink: client 198.18.2.10 ── eth2 198.18.2.1 (the client reaches the VIP through it
+//     while the balancer's default route points at eth0)
+//   dr (the LVS DR picture):
+//     client 198.18.0.10 ── router 198.18.0.254 / 198.18.1.254 ── lan ── balancer .1.1, b1 .1.2, b2 .1.3, b3 .1.4
+//     VIP on the backends' lo, ARP suppressed there; the router ARPs for the VIP on the lan and the
+//     balancer answers; backends reply straight to the router.
+import { fileURLToPath } from 'node:url';
+import type { BackendOptions, LoadBalancerOptions, LoadBalancerStats, ServiceOptions } from '../lib/index.js';
+import type { Host, Lab, LabProcess } from '../lib/lab/index.js';
+
+/** Files of the demo (servers, balancer process), by path relative to demo/. */
+export const demoFile = (relative: string): string => fileURLToPath(new URL(relative, import.meta.url));
+
+export const VIP = '198.18.100.100';
+export const backendAddresses = ['198.18.1.2', '198.18.1.3', '198.18.1.4'];
+export const backendNames = ['b1', 'b2', 'b3'];
+
+// Every link that carries TCP through the balancer: no offload aggregates
+// larger than the MTU (see LinkOptions.gsoMaxSize).
+const link = { mtu: 1500, gsoMaxSize: 1500 };
+
+export interface Topology {
+  lab: Lab;
+  client: Host;
+  balancer: Host;
+  backends: Host[];
+  router?: Host;
+  /** The balancer's interfaces, in port order. */
+  interfaces: string[];
+}
+
+export async function routedTopology(lab: Lab, options: { secondUplink?: boolean; backendGateway?: boolean } = {}): Promise<Topology> {
+  const client = await lab.addHost('client');
+  const balancer = await lab.addHost('balancer');
+  const backends = await Promise.all(backendNames.map((name) => lab.addHost(name)));
+  await lab.connect({ host: client, name: 'eth0', addresses: ['198.18.0.10/24'] }, { host: balancer, name: 'eth0', addresses: ['198.18.0.1/24'] }, link);
+  await lab.segment(
+    'lan',
+    [{ host: balancer, name: 'eth1', addresses: ['198.18.1.1/24'] }, ...backends.map((host, i) => ({ host, name: 'eth0', addresses: [`${backendAddresses[i]}/24`] }))],
+    link,
+  );
+  const interfaces = ['eth0', 'eth1'];
+  if (options.secondUplink) {
+    await lab.connect({ host: client, name: 'eth1', addresses: ['198.18.2.10/24'] }, { host: balancer, name: 'eth2', addresses: ['198.18.2.1/24'] }, link);
+    // The client reaches the VIP through the second uplink only, from its
+    // first address, which the balancer's routing table places behind eth0...
+    await client.setSysctl('net.ipv4.conf.all.rp_filter', 0);
+    await client.setSysctl('net.ipv4.conf.eth1.rp_filter', 0);
+    await client.addRoute(`${VIP}/32`, { via: '198.18.2.1', src: '198.18.0.10' });
+    interfaces.push('eth2');
+  } else {
+    await client.addRoute(`${VIP}/32`, { via: '198.18.0.1' });
+  }
+  // ...and the balancer's default route points at the first uplink.
+  await balancer.addRoute('default', { via: '198.18.0.10' });
+  if (options.backendGateway ?? true) {
+    for (const host of backends) await host.addRoute('default', { via: '198.18.1.1' });
+  }
+  return { lab, client, balancer, backends, interfaces };
+}
+
+export async function drTopology(lab: Lab): Promise<Topology> {
+  const client = await lab.addHost('client');
+  const router = await lab.addRouter('router');
+  const balancer = await lab.addHost('balancer');
+  const backends = await Promise.all(backendNames.map((name) => lab.addHost(name)));
+  await lab.connect({ host: client, name: 'eth0', addresses: ['198.18.0.10/24'] }, { host: router, name: 'eth0', addresses: ['198.18.0.254/24'] }, link);
+  await lab.segment(
+    'lan',
+    [
+      { host: router, name: 'eth1', addresses: ['198.18.1.254/24'] },
+      { host: balancer, name: 'eth1', addresses: ['198.18.1.1/24'] },
+      ...backends.map((host, i) => ({ host, name: 'eth0', addresses: [`${backendAddresses[i]}/24`] })),
+    ],
+    link,
+  );
+  await client.addRoute('default', { via: '198.18.0.254' });
+  // The VIP is on the lan: the router ARPs for it there.
+  await router.addRoute(`${VIP}/32`, { dev: 'eth1' });
+  await balancer.addRoute('default', { via: '198.18.1.254' });
+  for (const host of backends) await host.addRoute('default', { via: '198.18.1.254' });
+  return { lab, client, router, balancer, backends, interfaces: ['eth1'] };
+}
+
+/** Starts each backend's HTTP + UDP server (demo/servers/backend.mjs) bound to `address` (default: every address). */
+export async function startBackends(topology: Topology, options: { bind?: string; port?: number; udpBind?: string } = {}): Promise<LabProcess[]> {
+  return Promise.all(
+    topology.backends.map(async (host, i) => {
+      const args = [backendNames[i]!, options.bind ?? '0.0.0.0', String(options.port ?? 8080)];
+      if (options.udpBind) args.push(options.udpBind);
+      const server = host.spawnNode(demoFile('servers/backend.mjs'), args);
+      await server.waitForLine(/"listening"/);
+      return server;
+    }),
+  );
+}
+
+export interface BalancerSpec {
+  options: Partial<LoadBalancerOptions>;
+  services: Array<{ service: ServiceOptions; backends: BackendOptions[] }>;
+}
+
+/** A LoadBalancer in the balancer host, driven through demo/balancer.ts. */
+export class BalancerProcess {
+  private constructor(readonly process: LabProcess) {}
+
+  static async start(topology: Topology, spec: BalancerSpec): Promise<BalancerProcess> {
+    const full = { options: { interfaces: topology.interfaces, driver: 'af_packet', ...spec.options }, services: spec.services };
+    const child = topology.balancer.spawn([process.execPath, '--import', 'tsx', demoFile('balancer.ts'), JSON.stringify(full)], { stdin: 'pipe' });
+    await child.waitForLine(/"event":"ready"/, 30_000);
+    return new BalancerProcess(child);
+  }
+
+  private statsRequests = 0;
+
+  async stats(): Promise<LoadBalancerStats> {
+    const before = this.process.log.split('\n').filter((l) => l.includes('"event":"stats"')).length;
+    this.statsRequests += 1;
+    this.process.child.stdin!.write('stats\n');
+    for (let i = 0; i < 200; i++) {
+      const lines = this.process.log.split('\n').filter((l) => l.includes('"event":"stats"'));
+      if (lines.length > before) return (JSON.parse(lines[lines.length - 1]!) as { stats: LoadBalancerStats }).stats;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    throw new Error(`balancer did not answer "stats":\n${this.process.log.slice(-2000)}`);
+  }
+
+  /** Waits until every backend of every service is up (health checks passed). */
+  async waitUntilUp(timeoutMs = 20_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const stats = await this.stats();
+      if (stats.services.every((s) => s.backends.every((b) => b.state === 'up' && b.nextHopResolved))) return;
+      if (Date.now() > deadline) {
+        const states = stats.services.map((s) => s.backends.map((b) => `${b.address}:${b.port} ${b.state}${b.nextHopResolved ? '' : ' unresolved'}`));
+        const events = this.process.log.split('\n').filter((l) => !l.includes('"event":"stats"')).join('\n').slice(-2000);
+        throw new Error(`backends not up in time: ${JSON.stringify(states)}\n${events}`);
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  async close(): Promise<void> {
+    this.process.child.stdin!.write('close\n');
+    await Promise.race([this.process.exited, new Promise((r) => setTimeout(r, 10_000))]);
+    await this.process.stop();
+  }
+}
+
