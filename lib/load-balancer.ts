@@ -19,6 +19,7 @@ import type {
   DataPlaneSignal,
   LoadBalancerOptions,
   LoadBalancerRates,
+  InterfaceStats,
   LoadBalancerStats,
   RateOptions,
   SchedulerHook,
@@ -356,8 +357,26 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
       repliesIngressPath: counters.repliesIngressPath ?? 0,
       repliesRouteDiffers: counters.repliesRouteDiffers ?? 0,
       flows: { active, capacity: this.#options.flows.capacity, counters: flowCounters },
+      interfaces: this.#interfaceStats(),
       counters,
     };
+  }
+
+  /** Per-interface port counters (AF_PACKET: summed over the workers' sockets; memory: zeros). */
+  #interfaceStats(): InterfaceStats[] {
+    const ports = this.#engine!.portCounters();
+    return this.#driver.interfaces.map((i, p) => {
+      const c = ports[p];
+      return {
+        name: i.name,
+        rxPackets: c?.rxPackets ?? 0,
+        rxBytes: c?.rxBytes ?? 0,
+        txPackets: c?.txPackets ?? 0,
+        txBytes: c?.txBytes ?? 0,
+        txDropped: c?.txDropped ?? 0,
+        kernelDrops: c?.kernelDrops ?? 0,
+      };
+    });
   }
 
   /** Rates over the last `windowMs` (samples are taken every second and at each call). */

@@ -84,6 +84,20 @@ export interface LoadBalancerOptions {
   answerEcho?: boolean;
   /** Required with driver 'memory'. */
   memory?: MemoryDriverOptions;
+  /** Tuning of driver 'af_packet'. */
+  afPacket?: AfPacketOptions;
+}
+
+export interface AfPacketOptions {
+  /** Transmit with one sendmmsg() per burst (default, cheaper on veth) or a TX ring. */
+  txMethod?: 'sendmmsg' | 'ring';
+  /** Receive ring: bytes per block (a multiple of 4096; default 262144) and blocks (default 32) per socket. */
+  ringBlockBytes?: number;
+  ringBlocks?: number;
+  /** A partly filled receive block is handed over after this long (default 1): bounds latency at low rates. */
+  blockTimeoutMs?: number;
+  /** Pin worker i to CPU cpus[i] (one per worker). */
+  cpus?: number[];
 }
 
 interface HealthCheckTiming {
@@ -250,6 +264,18 @@ export interface FlowTableStats {
   counters: Record<string, number>;
 }
 
+export interface InterfaceStats {
+  name: string;
+  rxPackets: number;
+  rxBytes: number;
+  txPackets: number;
+  txBytes: number;
+  /** Frames the port could not transmit (ring full). */
+  txDropped: number;
+  /** Frames the kernel dropped before the workers saw them: the receive ring was full (PACKET_STATISTICS). */
+  kernelDrops: number;
+}
+
 export interface LoadBalancerStats {
   /** Generation of the last published configuration. */
   generation: number;
@@ -265,6 +291,8 @@ export interface LoadBalancerStats {
   /** ...of which routing would have chosen another port. */
   repliesRouteDiffers: number;
   flows: FlowTableStats;
+  /** Per interface: what its sockets received and sent, and what the kernel dropped. */
+  interfaces: InterfaceStats[];
   /** Every worker counter summed over workers. */
   counters: Record<string, number>;
 }

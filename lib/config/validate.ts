@@ -47,6 +47,14 @@ export interface NormalizedMemory {
   ringFrames: number;
 }
 
+export interface NormalizedAfPacket {
+  txMethod?: 'sendmmsg' | 'ring';
+  ringBlockBytes?: number;
+  ringBlocks?: number;
+  blockTimeoutMs?: number;
+  cpus?: number[];
+}
+
 export interface NormalizedOptions {
   interfaces: string[];
   driver: DriverName;
@@ -57,6 +65,7 @@ export interface NormalizedOptions {
   fullnatPorts: { min: number; max: number };
   /** Whether fullnatPorts came from the user (else a driver may choose a safer default). */
   fullnatPortsGiven: boolean;
+  afPacket: NormalizedAfPacket | undefined;
   maxBackends: number;
   hashKey: Uint8Array | undefined;
   checksums: 'forward' | 'drop';
@@ -280,6 +289,7 @@ const optionKeys = [
   'checksums',
   'answerEcho',
   'memory',
+  'afPacket',
 ] as const;
 
 /** Validates LoadBalancer.create's options and fills in the defaults. */
@@ -346,6 +356,13 @@ export function validateLoadBalancerOptions(input: LoadBalancerOptions | unknown
   const checksums = oneOf(o.checksums, join(base, 'checksums'), ['forward', 'drop'] as const, 'forward');
   const answerEcho = boolean(o.answerEcho, join(base, 'answerEcho'), true);
 
+  const afPacketPath = join(base, 'afPacket');
+  let afPacket: NormalizedAfPacket | undefined;
+  if (o.afPacket !== undefined) {
+    if (driver !== 'af_packet') fail('EINVAL_CONFLICT', afPacketPath, "applies only to driver 'af_packet'", undefined, false);
+    afPacket = validateAfPacket(o.afPacket, afPacketPath, workers);
+  }
+
   const memoryPath = join(base, 'memory');
   let memory: NormalizedMemory | undefined;
   if (driver === 'memory') {
@@ -369,7 +386,28 @@ export function validateLoadBalancerOptions(input: LoadBalancerOptions | unknown
     checksums,
     answerEcho,
     memory,
+    afPacket,
   };
+}
+
+function validateAfPacket(input: unknown, path: string, workers: number): NormalizedAfPacket {
+  const a = object(input, path);
+  knownKeys(a, ['txMethod', 'ringBlockBytes', 'ringBlocks', 'blockTimeoutMs', 'cpus'], path, 'afPacket');
+  const out: NormalizedAfPacket = {};
+  if (a.txMethod !== undefined) out.txMethod = oneOf(a.txMethod, join(path, 'txMethod'), ['sendmmsg', 'ring'] as const, 'sendmmsg');
+  if (a.ringBlockBytes !== undefined) {
+    const bytes = integer(a.ringBlockBytes, join(path, 'ringBlockBytes'), 4096, 1 << 24);
+    if (bytes % 4096 !== 0) fail('EINVAL_RANGE', join(path, 'ringBlockBytes'), 'must be a multiple of the 4096-byte page', bytes);
+    out.ringBlockBytes = bytes;
+  }
+  if (a.ringBlocks !== undefined) out.ringBlocks = integer(a.ringBlocks, join(path, 'ringBlocks'), 2, 4096);
+  if (a.blockTimeoutMs !== undefined) out.blockTimeoutMs = integer(a.blockTimeoutMs, join(path, 'blockTimeoutMs'), 0, 1000);
+  if (a.cpus !== undefined) {
+    const cpus = array(a.cpus, join(path, 'cpus')).map((cpu, i) => integer(cpu, join(join(path, 'cpus'), i), 0, 4095));
+    if (cpus.length !== workers) fail('EINVAL_RANGE', join(path, 'cpus'), `must name one CPU per worker (${workers})`, cpus.length);
+    out.cpus = cpus;
+  }
+  return out;
 }
 
 function validateMemory(input: unknown, path: string, interfaces: string[]): NormalizedMemory {

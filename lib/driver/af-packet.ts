@@ -114,7 +114,18 @@ export class AfPacketDriver implements DataPlaneDriver {
   }
 
   engineOptions(): Partial<NativeEngineOptions> {
-    return { ports: this.interfaces.length, afPacket: { interfaces: this.interfaces.map((i) => i.name) } };
+    const tuning = this.options.afPacket ?? {};
+    return {
+      ports: this.interfaces.length,
+      afPacket: {
+        interfaces: this.interfaces.map((i) => i.name),
+        ...(tuning.txMethod ? { txMethod: tuning.txMethod } : {}),
+        ...(tuning.ringBlockBytes ? { rxBlockSize: tuning.ringBlockBytes } : {}),
+        ...(tuning.ringBlocks ? { rxBlockCount: tuning.ringBlocks } : {}),
+        ...(tuning.blockTimeoutMs !== undefined ? { rxBlockTimeoutMs: tuning.blockTimeoutMs } : {}),
+        ...(tuning.cpus ? { cpus: tuning.cpus } : {}),
+      },
+    };
   }
 
   private interfaceIndex(dev: string): number {

@@ -55,10 +55,19 @@ async function connect(lb: LoadBalancer, ports: number[], flags = 'S'): Promise<
 }
 
 describe('LoadBalancer.create', () => {
-  it("rejects driver 'af_packet' with EDRIVER_UNAVAILABLE until it is wired", async () => {
-    const error = await LoadBalancer.create({ interfaces: ['eth1'] }).catch((e: unknown) => e);
+  it("rejects driver 'af_packet' on an interface that does not exist, naming it", async () => {
+    const error = await LoadBalancer.create({ interfaces: ['l4lb-none0'] }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(DriverError);
-    expect(error).toMatchObject({ code: 'EDRIVER_UNAVAILABLE', path: 'driver' });
+    expect(error).toMatchObject({
+      code: 'ENO_INTERFACE',
+      path: 'interfaces[0]',
+      message: 'interfaces[0]: no interface "l4lb-none0" in this network namespace',
+    });
+  });
+
+  it("refuses afPacket tuning for another driver, and CPU lists that do not match the workers", async () => {
+    await expect(LoadBalancer.create(memoryOptions({ afPacket: { txMethod: 'ring' } }))).rejects.toMatchObject({ code: 'EINVAL_CONFLICT', path: 'afPacket' });
+    await expect(LoadBalancer.create({ interfaces: ['x'], workers: 2, afPacket: { cpus: [0] } })).rejects.toMatchObject({ code: 'EINVAL_RANGE', path: 'afPacket.cpus' });
   });
 
   it('rejects bad options with a ValidationError', async () => {
