@@ -11,7 +11,7 @@ import { join } from 'node:path';
 
 import { type Host, Lab } from '../lab/index.js';
 import { ExitCode, UsageError } from './exit-codes.js';
-import type { CliIo } from './io.js';
+import { type CliIo, selfCommand } from './io.js';
 
 export interface LabUpOptions {
   /** Prefix of the host names ('demo-' gives 'demo-client', ...). */
@@ -140,6 +140,8 @@ export async function labUpCommand(options: LabUpOptions, io: CliIo): Promise<nu
     const { hosts } = await buildLab(lab, prefix, options.servers !== false);
     const configFile = join(directory, 'l4lb.yaml');
     writeFileSync(configFile, balancerConfig());
+    const l4lb = selfCommand();
+    const socket = join(directory, 'l4lb.sock');
     const width = Math.max(...hosts.map((h) => h.host.name.length));
     const netns = (name: string) => hosts.find((h) => h.host.name === `${prefix}${name}`)!.host.netns;
     io.stdout(
@@ -150,9 +152,9 @@ export async function labUpCommand(options: LabUpOptions, io: CliIo): Promise<nu
         '',
         `enter a host:      ip netns exec ${netns('client')} bash`,
         `balancer config:   ${configFile}`,
-        `run the balancer:  ip netns exec ${netns('balancer')} l4lb run ${configFile} --socket ${join(directory, 'l4lb.sock')}`,
+        `run the balancer:  ip netns exec ${netns('balancer')} ${l4lb} run ${configFile} --socket ${socket}`,
         `then try:          ip netns exec ${netns('client')} curl -s http://${labPlan.vip}/`,
-        `and look:          l4lb status --socket ${join(directory, 'l4lb.sock')}`,
+        `and look:          ${l4lb} status --socket ${socket}`,
         'Ctrl-C removes the lab.',
         '',
       ].join('\n'),

@@ -2,61 +2,15 @@
 // the client commands against it: status, stats, stats --rate, --json,
 // reloads by SIGHUP, by the reload command and by --watch, the control
 // socket's mode, the metrics endpoint, and a clean SIGTERM.
-import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { runCli } from '../../lib/cli/program.js';
-import { packageRoot } from '../../lib/native/binding.js';
+import { CliProcess as Cli, cli } from '../fixtures/cli/process.js';
 
 const fixtureText = readFileSync(fileURLToPath(new URL('../fixtures/cli/memory.yaml', import.meta.url)), 'utf8');
-const mainScript = join(packageRoot, 'lib/cli/main.ts');
-
-/** `l4lb ARGS` as a child process, from the sources (works in a fresh clone and in development alike). */
-class Cli {
-  readonly child: ChildProcess;
-  stderr = '';
-  stdout = '';
-  readonly exited: Promise<number | null>;
-  #waiters: Array<{ pattern: RegExp; from: number; resolve: (match: RegExpExecArray) => void }> = [];
-
-  constructor(args: string[]) {
-    this.child = spawn(process.execPath, ['--import', 'tsx', mainScript, ...args], { cwd: packageRoot, stdio: ['ignore', 'pipe', 'pipe'] });
-    this.child.stdout!.on('data', (chunk: Buffer) => (this.stdout += chunk.toString()));
-    this.child.stderr!.on('data', (chunk: Buffer) => {
-      this.stderr += chunk.toString();
-      this.#check();
-    });
-    this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));
-  }
-
-  /** Resolves with the first match of `pattern` in stderr after offset `from` (default: anywhere). */
-  waitFor(pattern: RegExp, from = 0, timeoutMs = 50_000): Promise<RegExpExecArray> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no ${pattern} on stderr within ${timeoutMs} ms; stderr:\n${this.stderr}`)), timeoutMs);
-      this.#waiters.push({ pattern, from, resolve: (m) => (clearTimeout(timer), resolve(m)) });
-      this.#check();
-    });
-  }
-
-  #check(): void {
-    this.#waiters = this.#waiters.filter((w) => {
-      const match = w.pattern.exec(this.stderr.slice(w.from));
-      if (match) w.resolve(match);
-      return !match;
-    });
-  }
-}
-
-async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const code = await runCli(['node', 'l4lb', ...args], { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t) });
-  return { code, stdout, stderr };
-}
 
 const header = [
   'Prot LocalAddress:Port Scheduler Flags',
@@ -80,10 +34,7 @@ describe('l4lb run (memory driver) and the commands that talk to it', () => {
   }, 60_000);
 
   afterAll(async () => {
-    if (instance.child.exitCode === null) {
-      instance.child.kill('SIGKILL');
-      await instance.exited;
-    }
+    await instance.kill();
     rmSync(directory, { recursive: true, force: true });
   });
 
@@ -188,7 +139,7 @@ describe('l4lb run (memory driver) and the commands that talk to it', () => {
         .replace('      - { address: 198.18.1.4 }', '      - { address: 198.18.1.4 }\n      - { address: 198.18.1.5 }'),
     );
     instance.child.kill('SIGHUP');
-    await instance.waitFor(/changes applied \(generation 3\)\n(.*\n){2}/, from);
+    await instance.waitFor(/changes applied \(generation 3\)\n(.*\n){2}/, { from });
     expect(instance.stderr.slice(from)).toBe(
       [
         `l4lb: reloading ${file} (SIGHUP)`,
@@ -226,7 +177,7 @@ describe('l4lb run (memory driver) and the commands that talk to it', () => {
       instance.child.kill('SIGHUP');
       // Line 34: the persistence line, below the backend line the first reload added and this one adds.
       const message = `${file}:34: services[1].persistence.timeoutMs: must be an integer from 1 to 4294967295, got -5`;
-      await instance.waitFor(/reload rejected.*\n/, from);
+      await instance.waitFor(/reload rejected.*\n/, { from });
       expect(instance.stderr.slice(from)).toBe(`l4lb: reloading ${file} (SIGHUP)\nl4lb: reload rejected, the running configuration stays: ${message}\n`);
       const after = (await cli('status', '--socket', socket)).stdout.split('\n');
       expect(after[1]).toBe(`Last reload rejected: ${message}`);
@@ -304,7 +255,7 @@ describe('l4lb run --watch --metrics', () => {
       writeFileSync(`${file}.tmp`, fixtureText.replace('- { address: 198.18.1.3, port: 8080, weight: 1 }', '- { address: 198.18.1.3, port: 8080, weight: 7 }'));
       const { renameSync } = await import('node:fs');
       renameSync(`${file}.tmp`, file);
-      await instance.waitFor(/1 change applied.*\n.*\n/, from);
+      await instance.waitFor(/1 change applied.*\n.*\n/, { from });
       expect(instance.stderr.slice(from)).toBe(
         [
           `l4lb: reloading ${file} (file changed)`,
@@ -326,7 +277,7 @@ describe('l4lb run --watch --metrics', () => {
       expect(instance.stderr.slice(touched)).toBe('l4lb: stopping (SIGINT)\nl4lb: stopped\n');
       expect(existsSync(socket)).toBe(false);
     } finally {
-      if (instance.child.exitCode === null) instance.child.kill('SIGKILL');
+      await instance.kill();
       rmSync(directory, { recursive: true, force: true });
     }
   });
