@@ -45,7 +45,7 @@ export function buildProgram(io: CliIo, setExitCode: (code: number) => void): Co
     // Parse errors read like every other error of the command: "l4lb: ...".
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr, outputError: (text, write) => write(text.replace(/^error: /, 'l4lb: ')) })
     .showHelpAfterError('(run with --help for usage)')
-    .addHelpText('after', `\nDocumentation: docs/cli.md and docs/config.md in the package.\n\n${exitCodeHelp}`);
+    .addHelpText('after', `\nDocumentation: docs/cli.md and docs/config.md in the l4lb repository; example configurations in examples/ of the package.\n\n${exitCodeHelp}`);
 
   // ---- the balancer -------------------------------------------------------------
   program
