@@ -50,15 +50,27 @@ export async function runCommand(file: string, options: RunOptions, io: CliIo): 
   let metricsServer: MetricsServer | undefined;
   let watcher: { close(): void } | undefined;
   const handlers: Array<[NodeJS.Signals, () => void]> = [];
+  const faultHandlers: Array<(error: unknown) => void> = [];
   const on = (signal: NodeJS.Signals, handler: () => void) => {
     process.on(signal, handler);
     handlers.push([signal, handler]);
   };
   // Handlers go in before the balancer starts: a signal during start-up
   // stops it cleanly instead of killing the process with the socket left.
+  // A bug that would otherwise kill the process still closes the balancer:
+  // with af_packet, close() also removes the host guard's nftables table.
+  let failed = false;
   const stopped = new Promise<string>((resolve) => {
     for (const signal of ['SIGINT', 'SIGTERM'] as const) on(signal, () => resolve(signal));
     options.signal?.addEventListener('abort', () => resolve('abort'), { once: true });
+    const onFault = (error: unknown) => {
+      failed = true;
+      log(`internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+      resolve('internal error');
+    };
+    process.on('uncaughtException', onFault);
+    process.on('unhandledRejection', onFault);
+    faultHandlers.push(onFault);
   });
   const reload = (why: string) => {
     if (!runner) return log(`${why}: ignored, still starting`);
@@ -109,9 +121,13 @@ export async function runCommand(file: string, options: RunOptions, io: CliIo): 
       }
     }
     for (const [signal, handler] of handlers) process.off(signal, handler);
+    for (const handler of faultHandlers) {
+      process.off('uncaughtException', handler);
+      process.off('unhandledRejection', handler);
+    }
   }
   log('stopped');
-  return ExitCode.success;
+  return failed ? ExitCode.failure : ExitCode.success;
 }
 
 /** `l4lb validate CONFIG`: the same checks as run and reload, without starting anything. */
