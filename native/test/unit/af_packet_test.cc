@@ -859,6 +859,9 @@ TEST(AfPacketPort, KernelDropsCountedWhenTheRingOverflows) {
   AfPacketOptions options = options_for("b");
   options.rx_block_size = 4096;  // three 1000-byte frames a block
   options.rx_block_count = 2;
+  // Blocks retire when full, not on the timer: on a loaded machine a 1 ms
+  // timer can retire a block between two sends and change the packing.
+  options.rx_block_timeout_ms = 2000;
   std::string error;
   auto port = open_port(options, lab.ns, &error);
   ASSERT_NE(port, nullptr) << error;
@@ -895,6 +898,9 @@ TEST(AfPacketPort, APartlyReadBlockStaysOurs) {
   AfPacketOptions options = options_for("b");
   options.rx_block_size = 4096;  // three 1000-byte frames a block
   options.rx_block_count = 2;
+  // Blocks retire when full, not on the timer: on a loaded machine a 1 ms
+  // timer can retire a block between two sends and change the packing.
+  options.rx_block_timeout_ms = 2000;
   std::string error;
   auto port = open_port(options, lab.ns, &error);
   ASSERT_NE(port, nullptr) << error;
