@@ -3,7 +3,7 @@
     {
       "target_name": "l4lb",
       "sources": [
-        "<!@(node tools/native-sources.mjs core io engine realserver addon)"
+        "<!@(node tools/native-sources.mjs core io engine realserver addon bench)"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -162,6 +162,116 @@ export interface NativeDecapsulatorClass {
   ): { ok: true; packet: Buffer } | { ok: false; reason: string };
 }
 
+/** Benchmark traffic generator (native/bench/traffic_generator.h). Addresses are host-order numbers. */
+export interface NativeTrafficGeneratorOptions {
+  interface: string;
+  /** Network namespace file (/run/netns/NAME) the socket is created in; absent: the caller's. */
+  netnsPath?: string;
+  dstMac: string;
+  srcMac: string;
+  /** Flow f is sent from srcAddress + floor(f / 64512), port 1024 + f % 64512. */
+  srcAddress: number;
+  dstAddress: number;
+  dstPort?: number;
+  protocol?: 'udp' | 'tcp';
+  /** Ethernet frame size with FCS (RFC 2544): 64..1518 (TCP from 74). */
+  frameSize?: number;
+  txMethod?: 'sendmmsg' | 'ring';
+  cpu?: number;
+}
+
+export interface NativeTrafficGeneratorRun {
+  runTag: number;
+  /** 0 or absent: flat out. */
+  ratePps?: number;
+  burst?: number;
+  /** Paced runs kick only once this many frames are due (larger kicks cost less per frame). */
+  minBurst?: number;
+  flows?: number;
+  newFlowPerFrame?: boolean;
+  firstFlow?: number;
+  durationMs?: number;
+  maxFrames?: number;
+}
+
+export interface NativeTrafficGeneratorStats {
+  running: boolean;
+  sent: number;
+  refused: number;
+  kicks: number;
+  elapsedNs: number;
+  threadCpuNs: number;
+  nextFlow: number;
+  wireLength: number;
+}
+
+export interface NativeTrafficGenerator {
+  /** False while a run is in progress. */
+  start(run: NativeTrafficGeneratorRun): boolean;
+  stop(): void;
+  stats(): NativeTrafficGeneratorStats;
+  close(): void;
+}
+
+export interface NativeTrafficSinkStats {
+  runTag: number;
+  frames: number;
+  bytes: number;
+  otherFrames: number;
+  /** Cumulative over the sink's life. */
+  kernelDrops: number;
+  negativeLatencies: number;
+  firstNs: number;
+  lastNs: number;
+  latencyNs: { p50: number; p90: number; p99: number; p999: number; max: number; mean: number };
+}
+
+export interface NativeTrafficSink {
+  /** Counts the frames of `runTag` from zero; false if the sink thread did not adopt it in time. */
+  expect(runTag: number): boolean;
+  stats(): NativeTrafficSinkStats;
+  close(): void;
+}
+
+export interface NativeMacForwarderStats {
+  rxPackets: number;
+  txPackets: number;
+  txDropped: number;
+  kernelDrops: number;
+  busyNs: number;
+  batches: number;
+  idlePolls: number;
+  threadCpuNs: number;
+}
+
+/** The benchmark's native pieces (native/addon/bench_binding.cc). */
+export interface NativeBench {
+  TrafficGenerator: new (options: NativeTrafficGeneratorOptions) => NativeTrafficGenerator;
+  TrafficSink: new (options: { interface: string; netnsPath?: string; blockSize?: number; blockCount?: number; cpu?: number }) => NativeTrafficSink;
+  MacForwarder: new (options: {
+    ports: [{ interface: string; dstMac: string; srcMac: string }, { interface: string; dstMac: string; srcMac: string }];
+    netnsPath?: string;
+    polling?: 'busy' | 'adaptive';
+    cpu?: number;
+    txMethod?: 'sendmmsg' | 'ring';
+  }) => { stats(): NativeMacForwarderStats; close(): void };
+  /** run(iterations) picks that many times; returns a checksum of the picks. */
+  SchedulerPick: new (kind: string, backends: number) => { run(iterations: number): number };
+  FlowTableMicro: new (slots: number, flows: number) => {
+    lookupHits(iterations: number): number;
+    lookupMisses(iterations: number): number;
+    insertRemove(iterations: number): number;
+    bytes(): number;
+  };
+  /** kind: copy | parse | nat | fullnat | dr | ipip | gre. */
+  Rewrite: new (kind: string, frame: Uint8Array) => { run(iterations: number): number };
+  /** The whole engine step through memory ports, one frame over and over. */
+  EngineStep: new (snapshot: Uint8Array, ports: number, port: number, frame: Uint8Array) => { run(iterations: number): number };
+  /** Nanoseconds one Maglev build took (0 if it failed). */
+  maglevBuildNs(backends: number, tableSize: number): number;
+  readonly flowTableBytesPerSlot: number;
+}
+
 /** The addon's exports, as seen from TypeScript. */
 export interface NativeBinding {
   /** Changes whenever a verb or shared layout changes meaning. */
@@ -175,6 +285,8 @@ export interface NativeBinding {
   readonly Engine: new (options: NativeEngineOptions) => NativeEngine;
   /** The real server's userspace decapsulator (lib/realserver). */
   readonly Decapsulator: NativeDecapsulatorClass;
+  /** The benchmark's generator, sink, MAC-only forwarder and micro kernels (bench/). */
+  readonly bench: NativeBench;
 }
 
 /** The ABI version this TypeScript code was written against. */

@@ -2,6 +2,7 @@
 // error messages live in TypeScript (lib/); this file only converts values.
 #include <napi.h>
 
+#include "addon/bench_binding.h"
 #include "addon/decap_binding.h"
 #include "addon/engine_binding.h"
 #include "addon/layout.h"
@@ -31,6 +32,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("frameFlags", frame_flags);
   exports.Set("Engine", l4lb::addon::DefineEngine(env));
   exports.Set("Decapsulator", l4lb::addon::DefineDecapsulator(env));
+  exports.Set("bench", l4lb::addon::DefineBench(env));
   return exports;
 }
 

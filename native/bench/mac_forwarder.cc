@@ -1,0 +1,107 @@
+#include "bench/mac_forwarder.h"
+
+#include <poll.h>
+
+#include <cstring>
+
+#include "bench/bench_clock.h"
+#include "core/forward.h"
+
+namespace l4lb::bench {
+
+namespace {
+
+// The engine's adaptive-polling constants (native/engine/engine.cc).
+constexpr uint32_t kSpinsBeforeSleep = 256;
+constexpr int kSleepMs = 1;
+
+template <typename T>
+void add(std::atomic<T>& counter, T n) {
+  counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+
+}  // namespace
+
+std::unique_ptr<MacForwarder> MacForwarder::create(const MacForwarderOptions& options, io::PortError* error) {
+  std::unique_ptr<MacForwarder> forwarder(new MacForwarder());
+  forwarder->options_ = options;
+  for (int p = 0; p < 2; ++p) {
+    io::AfPacketOptions port_options;
+    port_options.interface = options.interfaces[p];
+    port_options.netns_path = options.netns_path;
+    port_options.tx_method = options.tx_method;
+    port_options.rx_block_size = options.rx_block_size;
+    port_options.rx_block_count = options.rx_block_count;
+    port_options.rx_block_timeout_ms = options.rx_block_timeout_ms;
+    port_options.cpu = options.cpu;
+    forwarder->ports_[p] = io::AfPacketPort::create(port_options, error);
+    if (!forwarder->ports_[p]) return nullptr;
+  }
+  forwarder->thread_ = std::thread([f = forwarder.get()] { f->loop(); });
+  forwarder->native_thread_ = forwarder->thread_.native_handle();
+  return forwarder;
+}
+
+MacForwarder::~MacForwarder() { stop(); }
+
+void MacForwarder::stop() {
+  running_.store(false, std::memory_order_relaxed);
+  if (thread_.joinable()) thread_.join();
+}
+
+void MacForwarder::loop() {
+  pin_current_thread(options_.cpu);
+  uint8_t macs[2][12];
+  for (int p = 0; p < 2; ++p) {
+    std::memcpy(macs[p], options_.dst_mac[p], 6);
+    std::memcpy(macs[p] + 6, options_.src_mac[p], 6);
+  }
+  core::Frame batch[core::kMaxBurst];
+  uint32_t idle = 0;
+  while (running_.load(std::memory_order_relaxed)) {
+    const uint64_t start = clock_ns(CLOCK_MONOTONIC);
+    uint32_t received = 0;
+    for (int p = 0; p < 2; ++p) {
+      const uint32_t n = ports_[p]->rx_burst(batch, core::kMaxBurst);
+      if (n == 0) continue;
+      received += n;
+      const int egress = 1 - p;
+      for (uint32_t i = 0; i < n; ++i) std::memcpy(batch[i].data, macs[egress], sizeof(macs[egress]));
+      ports_[egress]->tx_burst(batch, n);
+      ports_[p]->rx_done();
+    }
+    if (received != 0) {
+      add(busy_ns_, clock_ns(CLOCK_MONOTONIC) - start);
+      add(batches_, uint64_t{1});
+      idle = 0;
+      continue;
+    }
+    add(idle_polls_, uint64_t{1});
+    if (!options_.busy_polling && ++idle > kSpinsBeforeSleep) {
+      pollfd fds[2] = {{ports_[0]->wait_fd(), POLLIN, 0}, {ports_[1]->wait_fd(), POLLIN, 0}};
+      ::poll(fds, 2, kSleepMs);
+    }
+  }
+}
+
+MacForwarderStats MacForwarder::stats() const {
+  MacForwarderStats s;
+  for (const auto& port : ports_) {
+    const io::PortCounters c = port->counters();
+    s.rx_packets += c.rx_packets;
+    s.tx_packets += c.tx_packets;
+    s.tx_dropped += c.tx_dropped;
+    s.kernel_drops += c.kernel_drops;
+  }
+  s.busy_ns = busy_ns_.load(std::memory_order_relaxed);
+  s.batches = batches_.load(std::memory_order_relaxed);
+  s.idle_polls = idle_polls_.load(std::memory_order_relaxed);
+  // The forwarding thread's CPU clock, readable from any thread while it runs.
+  clockid_t clock;
+  if (running_.load(std::memory_order_relaxed) && pthread_getcpuclockid(native_thread_, &clock) == 0) {
+    s.thread_cpu_ns = clock_ns(clock);
+  }
+  return s;
+}
+
+}  // namespace l4lb::bench
