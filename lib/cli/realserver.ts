@@ -48,8 +48,14 @@ export interface DecapsulateOptions extends RealServerCommonOptions {
   statsInterval?: number;
 }
 
-function print(io: CliIo, options: { json?: boolean }, report: string, value: unknown): void {
-  io.stdout(options.json ? JSON.stringify(value, null, 2) + '\n' : report.endsWith('\n') ? report : `${report}\n`);
+/**
+ * The report, or with --json the value: indented for a command that prints
+ * one result, one line per document for the long-running ones (up with the
+ * decapsulator, decapsulate), which print several.
+ */
+function print(io: CliIo, options: { json?: boolean }, report: string, value: unknown, stream = false): void {
+  if (options.json) io.stdout(`${JSON.stringify(value, null, stream ? undefined : 2)}\n`);
+  else io.stdout(report.endsWith('\n') ? report : `${report}\n`);
 }
 
 function returnThroughTunnel(o: { returnTo?: string; returnGreKey?: number; returnTable?: number }): ReturnThroughTunnelOptions | undefined {
@@ -117,14 +123,14 @@ export async function realserverUpCommand(o: RealServerUpOptions, io: CliIo): Pr
   const { down: undone } = await runRealServer({
     ...options,
     onUp: (result) => {
-      print(io, o, result.report, upJson(result));
+      print(io, o, result.report, upJson(result), true);
       if (!o.json) io.stdout('the userspace decapsulator runs in this process: Ctrl-C or SIGTERM stops it and undoes the set-up\n');
     },
     ...(o.statsInterval !== undefined
-      ? { statsIntervalMs: o.statsInterval, onStats: (stats: DecapsulatorStats) => print(io, o, formatDecapsulatorStats(stats), stats) }
+      ? { statsIntervalMs: o.statsInterval, onStats: (stats: DecapsulatorStats) => print(io, o, formatDecapsulatorStats(stats), stats, true) }
       : {}),
   });
-  print(io, o, undone.report, undone);
+  print(io, o, undone.report, undone, true);
   return ExitCode.success;
 }
 
@@ -173,9 +179,9 @@ export async function decapsulateCommand(o: DecapsulateOptions, io: CliIo): Prom
         }
       : {}),
     ...(o.statsInterval !== undefined
-      ? { statsIntervalMs: o.statsInterval, onStats: (stats: DecapsulatorStats) => print(io, o, formatDecapsulatorStats(stats), stats) }
+      ? { statsIntervalMs: o.statsInterval, onStats: (stats: DecapsulatorStats) => print(io, o, formatDecapsulatorStats(stats), stats, true) }
       : {}),
   });
-  print(io, o, `stopped: ${formatDecapsulatorStats(final)}`, final);
+  print(io, o, `stopped: ${formatDecapsulatorStats(final)}`, final, true);
   return ExitCode.success;
 }
