@@ -4,6 +4,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 
+import { L4lbError } from '../errors.js';
 import type { ListenAddress } from './config-file.js';
 
 export interface MetricsServer {
@@ -36,9 +37,11 @@ export async function startMetricsServer(listen: ListenAddress, registry: Regist
   // Scrapers keep connections alive; they must not hold up shutdown.
   server.keepAliveTimeout = 5000;
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    const fail = (error: NodeJS.ErrnoException) =>
+      reject(new L4lbError('EMETRICS_LISTEN', `cannot serve metrics on ${listen.host}:${listen.port} (${error.code ?? error.message})`, { cause: error }));
+    server.once('error', fail);
     server.listen(listen.port, listen.host, () => {
-      server.off('error', reject);
+      server.off('error', fail);
       resolve();
     });
   });
