@@ -55,8 +55,9 @@ describe('l4lb lab up, and l4lb run inside it', () => {
   }, 90_000);
 
   afterAll(async () => {
-    await balancer?.kill();
-    await lab?.kill();
+    await balancer?.kill('SIGTERM');
+    // SIGINT: the lab removes its namespaces (SIGKILL would leave them).
+    await lab?.kill('SIGINT');
   });
 
   it('prints every host with its namespace and addresses, and how to enter them', () => {

@@ -29,7 +29,7 @@ describe('l4lb realserver', () => {
   }, 60_000);
 
   afterAll(async () => {
-    await Promise.all(running.map((p) => p.kill()));
+    await Promise.all(running.map((p) => p.kill('SIGTERM')));
     await cli('realserver', 'down', '--vip', vip, '--netns', rs.netns, '--state-dir', stateDir);
     await lab?.destroy();
     rmSync(stateDir, { recursive: true, force: true });
