@@ -77,6 +77,11 @@ Forwarder::Forwarder(const ForwarderResources& resources)
 
 Forwarder::~Forwarder() = default;
 
+void Forwarder::set_config(const RuntimeConfig* config) {
+  if (config != nullptr && config_ != nullptr) config->inherit_pick_states(*config_, res_.worker_index);
+  config_ = config;
+}
+
 void Forwarder::begin_batch(uint64_t now_ns) {
   now_ns_ = now_ns;
   now_ms_ = now_ns / 1'000'000;

@@ -77,8 +77,10 @@ class Forwarder {
   explicit Forwarder(const ForwarderResources& resources);
   ~Forwarder();
 
-  // Switches configuration (at a batch boundary). `config` outlives its use.
-  void set_config(const RuntimeConfig* config) { config_ = config; }
+  // Switches configuration (at a batch boundary). `config` outlives its use;
+  // the previous one is still alive during the call (the engine frees it only
+  // after this worker reported the new generation).
+  void set_config(const RuntimeConfig* config);
   const RuntimeConfig* config() const { return config_; }
 
   // Call once per batch before process(): recycles scratch buffers for frames

@@ -1,5 +1,6 @@
 #include "core/runtime_config.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <unordered_map>
@@ -124,6 +125,9 @@ std::unique_ptr<RuntimeConfig> RuntimeConfig::build(const uint8_t* bytes, size_t
   for (uint32_t w = 0; w < options.workers; ++w) {
     config->pick_states_[w].assign(view.services.size(), sched::PickState::for_worker(w));
   }
+  config->service_by_id_.reserve(view.services.size());
+  for (uint32_t s = 0; s < view.services.size(); ++s) config->service_by_id_.emplace_back(view.services[s].id, s);
+  std::sort(config->service_by_id_.begin(), config->service_by_id_.end());
   config->client_hash_key_ = derive_sip_hash_key(SipHashKey{options.hash_seed[0], options.hash_seed[1]}, 0x5348);
   return config;
 }
@@ -144,6 +148,17 @@ uint32_t RuntimeConfig::pick(uint32_t service_index, uint64_t flow_hash, uint32_
   const int32_t picked = schedulers_[service_index]->pick(input, pick_states_[worker][service_index]);
   if (picked == sched::kNoBackend) return kNone;
   return view_.services[service_index].backend_first + static_cast<uint32_t>(picked);
+}
+
+void RuntimeConfig::inherit_pick_states(const RuntimeConfig& previous, uint32_t worker) const {
+  if (worker >= pick_states_.size() || worker >= previous.pick_states_.size()) return;
+  for (uint32_t s = 0; s < view_.services.size(); ++s) {
+    const uint32_t id = view_.services[s].id;
+    auto it = std::lower_bound(previous.service_by_id_.begin(), previous.service_by_id_.end(), std::make_pair(id, 0u));
+    if (it != previous.service_by_id_.end() && it->first == id) {
+      pick_states_[worker][s] = previous.pick_states_[worker][it->second];
+    }
+  }
 }
 
 bool RuntimeConfig::consistent_scheduler(uint32_t service_index) const {

@@ -61,6 +61,12 @@ class RuntimeConfig {
   // configuration's (same service id); for stats and tests.
   uint32_t maglev_changed_slots(uint32_t service_index) const { return maglev_changed_[service_index]; }
 
+  // Worker `worker` only, when it switches from `previous` to this
+  // configuration: carries its rr/wrr positions over for services that keep
+  // their id, so frequent republishing (health, slow start, next hops) does
+  // not restart every rotation at the first backend.
+  void inherit_pick_states(const RuntimeConfig& previous, uint32_t worker) const;
+
   // Whether scheduling is a pure function of the packet (maglev, sh, table):
   // such services can still be forwarded consistently when the flow table is full.
   bool consistent_scheduler(uint32_t service_index) const;
@@ -77,6 +83,7 @@ class RuntimeConfig {
   std::vector<uint32_t> maglev_changed_;
   // [worker][service]: rr/wrr positions; each worker writes only its own row.
   mutable std::vector<std::vector<sched::PickState>> pick_states_;
+  std::vector<std::pair<uint32_t, uint32_t>> service_by_id_;  // (service id, index), sorted by id
   SipHashKey client_hash_key_;
 };
 
