@@ -127,6 +127,7 @@ export class HostGuard {
   ) {}
 
   static async install(config: HostGuardConfig, options: HostGuardOptions = {}): Promise<HostGuard> {
+    await HostGuard.removeStale(options.netns);
     const guard = new HostGuard(options, config);
     await guard.apply(config);
     return guard;
@@ -152,6 +153,32 @@ export class HostGuard {
     }
     const wanted = fullnat ? [this.previousReservedPorts, `${fullnat.portMin}-${fullnat.portMax}`].filter(Boolean).join(',') : this.previousReservedPorts;
     await run('sysctl', ['-q', '-w', `${key}=${wanted}`], undefined, this.options.netns);
+  }
+
+  /**
+   * Removes guard tables (l4lb_<pid>_<n>) left by balancers whose process is
+   * gone (killed before close()): their rules would keep dropping traffic
+   * for addresses nobody serves any more.
+   */
+  static async removeStale(netns?: string): Promise<string[]> {
+    const out = await run('nft', ['-j', 'list', 'tables'], undefined, netns);
+    const parsed = JSON.parse(out) as { nftables: Array<{ table?: { family: string; name: string } }> };
+    const removed: string[] = [];
+    for (const item of parsed.nftables) {
+      const match = item.table?.family === 'netdev' ? /^l4lb_(\d+)_\d+$/.exec(item.table.name) : null;
+      if (!match) continue;
+      const pid = Number(match[1]);
+      let alive = true;
+      try {
+        process.kill(pid, 0);
+      } catch (error) {
+        alive = (error as NodeJS.ErrnoException).code === 'EPERM';
+      }
+      if (alive) continue;
+      await run('nft', ['delete', 'table', 'netdev', item.table!.name], undefined, netns).catch(() => undefined);
+      removed.push(item.table!.name);
+    }
+    return removed;
   }
 
   /** Counters of the drop rules, summed over interfaces, by comment. */

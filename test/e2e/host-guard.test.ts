@@ -47,6 +47,10 @@ describe('host guard', () => {
     await own.waitForLine(/listening/);
     expect(JSON.parse((await client.exec([process.execPath, fixture('servers/tcp-send.mjs'), '198.18.0.1', '7001', '100'])).stdout)).toMatchObject({ identical: true });
 
+    // A table left by a balancer whose process died is removed by the next install.
+    await balancer.exec(['nft', 'add', 'table', 'netdev', 'l4lb_2147483646_0']);
+    expect(await HostGuard.removeStale(balancer.netns)).toEqual(['l4lb_2147483646_0']);
+
     await guard.remove();
     await guard.remove();
     expect(await balancer.getSysctl('net.ipv4.ip_local_reserved_ports')).toBe(reservedBefore);
