@@ -1,0 +1,103 @@
+// Micro benchmarks of the packet core with the `benchmark` package. Each
+// benchmarked call runs a native loop (native/bench/micro_kernels.h) of
+// `iterations` operations, so the N-API crossing is amortised away; the
+// reported time per operation is the call's mean divided by the iterations.
+import Benchmark from 'benchmark';
+import { compileSnapshot } from '../../lib/config/snapshot.js';
+import type { NativeBinding } from '../../lib/native/binding.js';
+import { packetFixtures } from '../../test/fixtures/packets/fixtures.js';
+
+export interface MicroResult {
+  name: string;
+  group: 'scheduler' | 'flow-table' | 'maglev' | 'rewrite' | 'engine';
+  nsPerOp: number;
+  /** Relative margin of error of the mean (benchmark.js, 95%). */
+  rme: number;
+  samples: number;
+  detail?: string;
+}
+
+interface MicroCase {
+  name: string;
+  group: MicroResult['group'];
+  iterations: number;
+  fn: () => unknown;
+  detail?: string;
+}
+
+function fixtureFrame(name: string): { config: Parameters<typeof compileSnapshot>[1]; port: number; frame: Buffer } {
+  const fixture = packetFixtures().find((f) => f.name === name);
+  const inject = fixture?.steps.find((s) => s.inject)?.inject;
+  if (!fixture || !inject) throw new Error(`no packet fixture ${name}`);
+  return { config: { ...fixture.config, generation: 1n }, port: inject.port, frame: inject.frame };
+}
+
+const methodFixtures: Record<string, string> = {
+  nat: 'nat-udp-request-and-reply',
+  fullnat: 'fullnat-request-and-reply',
+  dr: 'dr-rewrites-only-mac-addresses',
+  ipip: 'ipip-encapsulation',
+  gre: 'gre-encapsulation-with-key',
+};
+
+export function microCases(binding: NativeBinding, quick: boolean): MicroCase[] {
+  const b = binding.bench;
+  const cases: MicroCase[] = [];
+  const schedulers = quick ? ['wrr', 'maglev'] : ['rr', 'wrr', 'lc', 'wlc', 'sh', 'maglev'];
+  for (const kind of schedulers) {
+    const pick = new b.SchedulerPick(kind, 100);
+    cases.push({ name: `scheduler pick: ${kind}, 100 backends`, group: 'scheduler', iterations: 10_000, fn: () => pick.run(10_000) });
+  }
+  // 65,536 nat flows (131,072 entries) in the table the default capacity gives (524,288 slots).
+  const table = new b.FlowTableMicro(524_288, 65_536);
+  const detail = `65,536 nat flows in 524,288 slots (${(table.bytes() / 2 ** 20).toFixed(0)} MiB)`;
+  cases.push({ name: 'flow lookup (hit)', group: 'flow-table', iterations: 10_000, fn: () => table.lookupHits(10_000), detail });
+  if (!quick) cases.push({ name: 'flow lookup (miss)', group: 'flow-table', iterations: 10_000, fn: () => table.lookupMisses(10_000), detail });
+  cases.push({ name: 'flow insert + remove (nat: 2 entries)', group: 'flow-table', iterations: 10_000, fn: () => table.insertRemove(10_000), detail });
+  for (const backends of quick ? [1000] : [10, 100, 1000]) {
+    cases.push({ name: `maglev build: M = 65537, ${backends} backends`, group: 'maglev', iterations: 1, fn: () => b.maglevBuildNs(backends, 65537) });
+  }
+  const natFrame = fixtureFrame(methodFixtures.nat!).frame;
+  for (const kind of quick ? ['copy', 'nat'] : ['copy', 'parse', 'nat', 'fullnat', 'dr', 'ipip', 'gre']) {
+    const frame = kind in methodFixtures ? fixtureFrame(methodFixtures[kind]!).frame : natFrame;
+    const rewrite = new b.Rewrite(kind, frame);
+    cases.push({
+      name: kind === 'copy' ? 'rewrite loop baseline (frame copy)' : kind === 'parse' ? 'parse' : `rewrite: ${kind} (parse + rewrite)`,
+      group: 'rewrite',
+      iterations: 10_000,
+      fn: () => rewrite.run(10_000),
+      detail: `${frame.length}-byte fixture frame`,
+    });
+  }
+  for (const method of quick ? ['nat'] : Object.keys(methodFixtures)) {
+    const f = fixtureFrame(methodFixtures[method]!);
+    const step = new b.EngineStep(compileSnapshot(binding.layout, f.config), f.config.ports.length, f.port, f.frame);
+    cases.push({
+      name: `engine step: ${method}, tracked flow`,
+      group: 'engine',
+      iterations: 4096,
+      fn: () => step.run(4096),
+      detail: 'inject + parse + flow lookup + rewrite + take, memory ports',
+    });
+  }
+  return cases;
+}
+
+export function runMicro(binding: NativeBinding, options: { quick: boolean; onProgress?: (name: string) => void }): MicroResult[] {
+  const results: MicroResult[] = [];
+  for (const c of microCases(binding, options.quick)) {
+    options.onProgress?.(c.name);
+    c.fn(); // warm caches and lazily built state
+    const bench = new Benchmark(c.name, c.fn, { maxTime: options.quick ? 0.3 : 1, minSamples: 5 });
+    bench.run();
+    results.push({
+      name: c.name,
+      group: c.group,
+      nsPerOp: (bench.stats.mean * 1e9) / c.iterations,
+      rme: bench.stats.rme,
+      samples: bench.stats.sample.length,
+      ...(c.detail ? { detail: c.detail } : {}),
+    });
+  }
+  return results;
+}

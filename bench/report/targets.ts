@@ -1,0 +1,154 @@
+// The issue's targets, evaluated on one report (ratios within one run).
+import type { BenchReport, IdleScenario, StormScenario, Target, TcpScenario, UdpScenario } from './types.js';
+
+const udp = (r: BenchReport) => r.scenarios.filter((s): s is UdpScenario => s.kind === 'udp' && s.status === 'ok');
+
+function find(r: BenchReport, forwarder: string, frameSize: number, flows: number[]): UdpScenario | undefined {
+  for (const f of flows) {
+    const s = udp(r).find((x) => x.forwarder === forwarder && x.frameSize === frameSize && x.flows === f);
+    if (s) return s;
+  }
+  return undefined;
+}
+
+const pct = (x: number) => `${(x * 100).toFixed(3)}%`;
+const ns = (x: number | undefined) => (x === undefined ? 'n/a' : `${x.toFixed(0)} ns`);
+
+export function evaluateTargets(r: BenchReport): Target[] {
+  const targets: Target[] = [];
+
+  // 1. No loss at the calibrated single-core rate, 64-byte frames.
+  for (const method of ['nat', 'dr', 'ipip', 'gre']) {
+    const runs = udp(r).filter((s) => s.forwarder === `l4lb-${method}` && s.frameSize === 64 && s.atCalibratedRate);
+    if (runs.length === 0) continue;
+    const worst = runs.reduce((a, b) => (b.atCalibratedRate!.loss > a.atCalibratedRate!.loss ? b : a));
+    const loss = worst.atCalibratedRate!.loss;
+    targets.push({
+      name: `no loss at the calibrated rate: ${method}, 64 B`,
+      target: '< 0.1% loss',
+      measured: runs.map((s) => `${s.flows} flow${s.flows > 1 ? 's' : ''}: ${pct(s.atCalibratedRate!.loss)} of ${(s.atCalibratedRate!.offeredPps / 1000).toFixed(0)} kpps`).join('; '),
+      met: loss < 0.001,
+      ...(loss >= 0.001 ? { gap: `${(loss / 0.001).toFixed(0)}x the allowed loss; delivered ${(worst.atCalibratedRate!.deliveredPps / 1000).toFixed(0)} kpps` } : {}),
+    });
+  }
+
+  // 2. nat with 65,536 flows <= 1.2x the MAC-only forwarder's ns per packet.
+  const nat = find(r, 'l4lb-nat', 64, [65536, 1]);
+  const mac = nat ? find(r, 'mac-only', 64, [nat.flows]) : undefined;
+  if (nat?.throughput?.forwarderBusyNsPerPacket && mac?.throughput?.forwarderBusyNsPerPacket) {
+    const ratio = nat.throughput.forwarderBusyNsPerPacket / mac.throughput.forwarderBusyNsPerPacket;
+    targets.push({
+      name: `L4 work is cheap: nat, ${nat.flows} flows, 64 B, vs MAC-only`,
+      target: '<= 1.2x busy ns per packet',
+      measured: `${ns(nat.throughput.forwarderBusyNsPerPacket)} vs ${ns(mac.throughput.forwarderBusyNsPerPacket)}: ${ratio.toFixed(2)}x`,
+      met: ratio <= 1.2,
+      ...(ratio > 1.2 ? { gap: `${(ratio / 1.2).toFixed(2)}x the limit` } : {}),
+    });
+  }
+
+  // 3. Ahead of the kernel: nat below nftables DNAT's per-packet cost.
+  const nft = nat ? find(r, 'nftables-dnat', 64, [nat.flows]) : undefined;
+  if (nat?.addedNsPerPacket !== undefined && nft?.addedNsPerPacket !== undefined) {
+    const ratio = nat.addedNsPerPacket / nft.addedNsPerPacket;
+    targets.push({
+      name: `ahead of the kernel: nat vs nftables DNAT, ${nat.flows} flows, 64 B`,
+      target: 'below nftables DNAT (cost added per packet, both cores)',
+      measured: `${ns(nat.addedNsPerPacket)} vs ${ns(nft.addedNsPerPacket)}: ${ratio.toFixed(2)}x`,
+      met: ratio < 1,
+      ...(ratio >= 1 ? { gap: `${ratio.toFixed(2)}x nftables' cost` } : {}),
+    });
+  }
+
+  // 4. TCP against HAProxy.
+  const tcp = (name: string) => r.scenarios.find((s): s is TcpScenario => s.kind === 'tcp' && s.forwarder === name && s.status === 'ok');
+  const l4lbTcp = tcp('l4lb-nat');
+  const haproxy = tcp('haproxy');
+  if (l4lbTcp?.connections?.forwarderCpuNsPerConnection && haproxy?.connections?.forwarderCpuNsPerConnection) {
+    const mine = l4lbTcp.connections.forwarderCpuNsPerConnection;
+    const theirs = haproxy.connections.forwarderCpuNsPerConnection;
+    const ratio = mine / theirs;
+    targets.push({
+      name: 'TCP: CPU per short connection vs HAProxy',
+      target: "<= 1/3 of HAProxy's (l4lb worker thread vs HAProxy process CPU per connection)",
+      measured: `${(mine / 1000).toFixed(1)} us vs ${(theirs / 1000).toFixed(1)} us: ${ratio.toFixed(2)}x (at ${l4lbTcp.connections.connectionsPerSecond.toFixed(0)} and ${haproxy.connections.connectionsPerSecond.toFixed(0)} conn/s)`,
+      met: ratio <= 1 / 3,
+      ...(ratio > 1 / 3 ? { gap: `${(ratio * 3).toFixed(2)}x the limit` } : {}),
+    });
+  }
+  if (l4lbTcp?.bulk && haproxy?.bulk) {
+    const ratio = l4lbTcp.bulk.bitsPerSecond / haproxy.bulk.bitsPerSecond;
+    targets.push({
+      name: 'TCP: bulk throughput vs HAProxy',
+      target: '>= HAProxy',
+      measured: `${(l4lbTcp.bulk.bitsPerSecond / 1e9).toFixed(2)} vs ${(haproxy.bulk.bitsPerSecond / 1e9).toFixed(2)} Gbit/s: ${ratio.toFixed(2)}x`,
+      met: ratio >= 1,
+      ...(ratio < 1 ? { gap: `${((1 - ratio) * 100).toFixed(0)}% below` } : {}),
+    });
+  }
+  if ((!l4lbTcp || !haproxy) && r.scenarios.some((s) => s.kind === 'tcp')) {
+    const h = r.scenarios.find((s) => s.kind === 'tcp' && s.forwarder === 'haproxy');
+    targets.push({ name: 'TCP vs HAProxy', target: 'CPU/conn <= 1/3, bulk >= HAProxy', measured: h?.reason ?? 'not run', met: null });
+  }
+
+  // 5. Latency at 10 kpps in adaptive polling.
+  const calLow = r.calibration['64']?.latencyLow;
+  const low = find(r, 'l4lb-nat', 64, [1, 65536])?.latencyLow;
+  if (low && calLow) {
+    const added = low.latency.p99Us - calLow.latency.p99Us;
+    targets.push({
+      name: 'added latency at 10 kpps (nat, adaptive polling)',
+      target: 'p99 <= 50 us',
+      measured: `p99 ${low.latency.p99Us.toFixed(0)} us through l4lb, ${calLow.latency.p99Us.toFixed(0)} us direct: +${added.toFixed(0)} us (p50 +${(low.latency.p50Us - calLow.latency.p50Us).toFixed(0)} us)`,
+      met: added <= 50,
+      ...(added > 50 ? { gap: `${(added / 50).toFixed(1)}x the limit` } : {}),
+    });
+  }
+
+  // 6. Idle CPU.
+  const idle = r.scenarios.find((s): s is IdleScenario => s.kind === 'idle' && s.status === 'ok');
+  if (idle?.workerCpu !== undefined) {
+    targets.push({
+      name: 'idle CPU in adaptive polling',
+      target: '<= 1% of a core',
+      measured: `worker thread ${(idle.workerCpu * 100).toFixed(2)}%, whole balancer process ${(idle.processCpu! * 100).toFixed(2)}%`,
+      met: idle.workerCpu <= 0.01,
+      ...(idle.workerCpu > 0.01 ? { gap: `${(idle.workerCpu / 0.01).toFixed(1)}x the limit` } : {}),
+    });
+  }
+
+  // 7. Memory per flow and 8. a million flows.
+  const held = r.scenarios.find((s): s is StormScenario => s.kind === 'storm' && s.name === 'flows-1m-l4lb-nat' && s.status === 'ok');
+  const storm = held ?? r.scenarios.find((s): s is StormScenario => s.kind === 'storm' && s.forwarder.startsWith('l4lb') && s.status === 'ok');
+  if (storm?.tableBytesPerFlow !== undefined) {
+    const bytes = storm.tableBytesPerFlow;
+    targets.push({
+      name: 'memory per tracked flow (nat)',
+      target: '<= 64 bytes',
+      measured: `${bytes} bytes by construction (2 entries of 72 bytes)${storm.rssBytesPerFlow !== undefined ? `; ${storm.rssBytesPerFlow.toFixed(0)} resident bytes per flow held with the table sized for 75% load` : ''}`,
+      met: bytes <= 64,
+      ...(bytes > 64 ? { gap: `${(bytes / 64).toFixed(2)}x the limit` } : {}),
+    });
+  }
+  if (held) {
+    targets.push({
+      name: '1,000,000 flows held',
+      target: '>= 1,000,000 tracked at once',
+      measured: `${held.flowsHeld?.toLocaleString('en-US')} held (capacity ${held.capacity?.toLocaleString('en-US')}), ${held.flowTableFull ?? 0} refused as table full`,
+      met: (held.flowsHeld ?? 0) >= 1_000_000,
+      ...((held.flowsHeld ?? 0) < 1_000_000 ? { gap: `${(1_000_000 - (held.flowsHeld ?? 0)).toLocaleString('en-US')} short` } : {}),
+    });
+  }
+
+  // 9. Maglev build.
+  const maglev = r.micro.find((m) => m.name === 'maglev build: M = 65537, 1000 backends');
+  if (maglev) {
+    targets.push({
+      name: 'Maglev table build, M = 65537, 1000 backends',
+      target: '<= 2 ms',
+      measured: `${(maglev.nsPerOp / 1e6).toFixed(2)} ms`,
+      met: maglev.nsPerOp <= 2e6,
+      ...(maglev.nsPerOp > 2e6 ? { gap: `${(maglev.nsPerOp / 2e6).toFixed(2)}x the limit` } : {}),
+    });
+  }
+  return targets;
+}

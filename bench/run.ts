@@ -1,0 +1,502 @@
+// npm run bench [-- --full | --scenario NAME] [--json FILE] [--markdown FILE] [--svg FILE] [--seconds N] [--list]
+//
+// Builds the namespace testbed (bench/throughput/testbed.ts), calibrates the
+// generator straight into the sink, then measures every forwarder on the same
+// topology in one run: l4lb (nat, fullnat, dr, ipip, gre), the MAC-only
+// forwarder on l4lb's port code, Linux routing, nftables DNAT, IPVS where the
+// kernel has it, and for TCP HAProxy; then the micro benchmarks. Prints a
+// headline table; writes JSON, Markdown and SVG when asked. Needs root.
+import { cpus, totalmem } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { loadBinding } from '../lib/native/binding.js';
+import { runMicro } from './micro/micro.js';
+import { renderHeadline, renderMarkdown, renderSvg } from './report/render.js';
+import { evaluateTargets } from './report/targets.js';
+import type { BenchReport, IdleScenario, StormScenario, TcpScenario, UdpScenario } from './report/types.js';
+import { cpuDelta, loadAverage, processCpuNs, sampleCpu } from './throughput/cpu.js';
+import { defaultFlowCapacity, kernelForwarder, l4lbForwarder, macOnlyForwarder, methods, type RunningForwarder, startBalancer } from './throughput/forwarders.js';
+import type { BalancerUnderTest } from './throughput/l4lb-process.js';
+import { startTcpServer, tcpBulk, tcpConnections, tcpService, type TcpForwarder } from './throughput/tcp.js';
+import { buildTestbed, disableKernelForwarding, enableNftDnat, enableRouting, haproxyPath, ipvsAvailability, startHaproxy, type Testbed } from './throughput/testbed.js';
+import { UdpDriver, type UdpRunResult } from './throughput/udp.js';
+
+// ---- arguments ---------------------------------------------------------------------------
+
+interface Args {
+  full: boolean;
+  scenarios: string[];
+  json?: string;
+  markdown?: string;
+  svg?: string;
+  seconds?: number;
+  list: boolean;
+}
+
+function usage(message?: string): never {
+  if (message) console.error(`bench: ${message}`);
+  console.error('usage: npm run bench -- [--full] [--scenario NAME]... [--json FILE] [--markdown FILE] [--svg FILE] [--seconds N] [--list]');
+  process.exit(2);
+}
+
+function parseArgs(argv: string[]): Args {
+  const args: Args = { full: false, scenarios: [], list: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const value = () => argv[++i] ?? usage(`${a} needs a value`);
+    if (a === '--full') args.full = true;
+    else if (a === '--scenario') args.scenarios.push(value());
+    else if (a === '--json') args.json = value();
+    else if (a === '--markdown') args.markdown = value();
+    else if (a === '--svg') args.svg = value();
+    else if (a === '--seconds') args.seconds = Number(value());
+    else if (a === '--list') args.list = true;
+    else if (a === '--help' || a === '-h') usage();
+    else usage(`unknown argument ${a}`);
+  }
+  if (args.seconds !== undefined && !(args.seconds > 0 && args.seconds <= 60)) usage('--seconds must be in (0, 60]');
+  return args;
+}
+
+// ---- the plan -------------------------------------------------------------------------
+
+type UdpForwarder = 'mac-only' | `l4lb-${(typeof methods)[number]}` | 'routing' | 'nftables-dnat';
+
+interface Plan {
+  udp: Array<{ forwarder: UdpForwarder; frameSize: number; flows: number; atCalibratedRate: boolean }>;
+  ipvs: boolean;
+  storms: Array<'storm-l4lb-nat' | 'storm-nftables-dnat' | 'flows-1m-l4lb-nat'>;
+  idle: boolean;
+  tcp: TcpForwarder[];
+  micro: boolean;
+}
+
+const udpForwarders: UdpForwarder[] = ['mac-only', 'l4lb-nat', 'l4lb-fullnat', 'l4lb-dr', 'l4lb-ipip', 'l4lb-gre', 'routing', 'nftables-dnat'];
+const tcpForwarders: TcpForwarder[] = ['l4lb-nat', 'haproxy', 'routing', 'nftables-dnat'];
+const udpName = (s: { forwarder: string; frameSize: number; flows: number }) => `${s.forwarder}-${s.frameSize}b-${s.flows}f`;
+
+function fullPlan(): Plan {
+  const udp: Plan['udp'] = [];
+  for (const forwarder of udpForwarders) {
+    for (const frameSize of [64, 1500]) {
+      for (const flows of [1, 65536]) {
+        const paced = frameSize === 64 && ['l4lb-nat', 'l4lb-dr', 'l4lb-ipip', 'l4lb-gre', 'mac-only'].includes(forwarder);
+        udp.push({ forwarder, frameSize, flows, atCalibratedRate: paced });
+      }
+    }
+  }
+  return { udp, ipvs: true, storms: ['storm-l4lb-nat', 'storm-nftables-dnat', 'flows-1m-l4lb-nat'], idle: true, tcp: tcpForwarders, micro: true };
+}
+
+/** About two minutes: 64-byte frames, 65,536 flows, every forwarder; nat also with 1 flow and at the calibrated rate. */
+function quickPlan(): Plan {
+  const udp: Plan['udp'] = udpForwarders.map((forwarder) => ({ forwarder, frameSize: 64, flows: 65536, atCalibratedRate: forwarder === 'l4lb-nat' }));
+  udp.splice(1, 0, { forwarder: 'l4lb-nat', frameSize: 64, flows: 1, atCalibratedRate: false });
+  return { udp, ipvs: true, storms: [], idle: true, tcp: ['l4lb-nat', 'haproxy'], micro: true };
+}
+
+function allNames(): string[] {
+  const p = fullPlan();
+  return [...p.udp.map(udpName), 'ipvs', ...p.storms, 'idle-l4lb', ...p.tcp.map((t) => `tcp-${t}`), 'micro'];
+}
+
+function selectedPlan(names: string[]): Plan {
+  const p = fullPlan();
+  const known = new Set(allNames());
+  for (const n of names) if (!known.has(n)) usage(`unknown scenario ${n} (--list shows them)`);
+  const has = (n: string) => names.includes(n);
+  return {
+    udp: p.udp.filter((s) => has(udpName(s))),
+    ipvs: has('ipvs'),
+    storms: p.storms.filter(has),
+    idle: has('idle-l4lb'),
+    tcp: p.tcp.filter((t) => has(`tcp-${t}`)),
+    micro: has('micro'),
+  };
+}
+
+// ---- progress -------------------------------------------------------------------------
+
+class Progress {
+  private step = 0;
+  private readonly started = Date.now();
+  constructor(private readonly total: number) {}
+  next(label: string): void {
+    this.step += 1;
+    const elapsed = ((Date.now() - this.started) / 1000).toFixed(0).padStart(3);
+    const line = `[${String(this.step).padStart(2)}/${this.total}] ${elapsed} s  ${label}`;
+    if (process.stderr.isTTY) process.stderr.write(`\r\x1b[K${line}`);
+    else process.stderr.write(`${line}\n`);
+  }
+  note(text: string): void {
+    if (process.stderr.isTTY) process.stderr.write(`\r\x1b[K${text}\n`);
+    else process.stderr.write(`${text}\n`);
+  }
+  done(): void {
+    if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
+  }
+}
+
+// ---- main -------------------------------------------------------------------------------
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  if (args.list) {
+    console.log(allNames().join('\n'));
+    return;
+  }
+  if (process.getuid?.() !== 0) {
+    console.error('bench: npm run bench needs root: it builds network namespaces, veth links and AF_PACKET sockets (run it with sudo)');
+    process.exit(1);
+  }
+  const mode: BenchReport['mode'] = args.scenarios.length > 0 ? 'selected' : args.full ? 'full' : 'quick';
+  const plan = mode === 'selected' ? selectedPlan(args.scenarios) : mode === 'full' ? fullPlan() : quickPlan();
+  const seconds = args.seconds ?? (mode === 'full' ? 2 : 1);
+  const settings = {
+    throughputMs: seconds * 1000,
+    latencyMs: Math.min(seconds, 1.5) * 1000,
+    warmupMs: 300,
+    lowRatePps: 10_000,
+    highRateFraction: 0.8,
+  };
+  const nproc = cpus().length;
+  const generatorCpu = 0;
+  const forwarderCpu = nproc > 1 ? 1 : 0;
+  const binding = loadBinding();
+  const startedAt = Date.now();
+  const report: BenchReport = {
+    version: 1,
+    mode,
+    machine: {
+      nproc,
+      cpuModel: cpus()[0]?.model ?? 'unknown',
+      kernel: readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim(),
+      node: process.versions.node,
+      memoryGiB: totalmem() / 2 ** 30,
+      loadAverageStart: loadAverage(),
+      loadAverageEnd: 0,
+      date: new Date().toISOString(),
+      generatorCpu,
+      forwarderCpu,
+    },
+    settings,
+    calibration: {},
+    scenarios: [],
+    ipvs: { available: false, reason: 'not checked' },
+    micro: [],
+    targets: [],
+    durationS: 0,
+  };
+
+  const frameSizes = [...new Set(plan.udp.map((s) => s.frameSize).concat(plan.storms.length > 0 ? [64] : []))].sort((a, b) => a - b);
+  const l4lbUdp = plan.udp.filter((s) => s.forwarder.startsWith('l4lb'));
+  const steps =
+    frameSizes.length + plan.udp.length + (plan.ipvs ? 1 : 0) + plan.storms.length + (plan.idle ? 1 : 0) + plan.tcp.length + (plan.micro ? 1 : 0) + 1;
+  const progress = new Progress(steps);
+  if (nproc < 2) progress.note('bench: one CPU only: generator and forwarder share it, so rates and costs mix');
+
+  progress.next('building the testbed');
+  const bed = await buildTestbed({ generatorCpu, forwarderCpu });
+  const udp = new UdpDriver(binding.bench, bed);
+  let balancer: BalancerUnderTest | undefined;
+  try {
+    // 1. Calibration: generator straight into the sink, flat out and at the low rate.
+    for (const frameSize of frameSizes) {
+      progress.next(`calibration, ${frameSize}-byte frames`);
+      const throughput = await udp.run({ path: 'calibration', frameSize, flows: 1, durationMs: settings.throughputMs, warmupMs: settings.warmupMs });
+      const latencyLow = await udp.run({ path: 'calibration', frameSize, flows: 1, ratePps: settings.lowRatePps, durationMs: settings.latencyMs });
+      report.calibration[String(frameSize)] = { throughput, latencyLow };
+    }
+    const calibratedRate = (frameSize: number) => report.calibration[String(frameSize)]?.throughput?.offeredPps ?? 0;
+    const calibrationCost = (frameSize: number) => report.calibration[String(frameSize)]?.throughput?.systemNsPerPacket ?? 0;
+
+    // 2. UDP scenarios, one forwarder at a time (l4lb runs one balancer for all its methods).
+    const runUdp = async (spec: Plan['udp'][number], forwarder: RunningForwarder): Promise<UdpScenario> => {
+      const scenario: UdpScenario = { name: udpName(spec), kind: 'udp', forwarder: spec.forwarder, frameSize: spec.frameSize, flows: spec.flows, status: 'ok' };
+      const common = { path: 'forward' as const, probe: forwarder, frameSize: spec.frameSize, flows: spec.flows, threads: forwarder.threads };
+      scenario.throughput = await udp.run({ ...common, durationMs: settings.throughputMs, warmupMs: settings.warmupMs });
+      scenario.addedNsPerPacket = scenario.throughput.systemNsPerPacket - calibrationCost(spec.frameSize);
+      if (spec.atCalibratedRate) {
+        scenario.atCalibratedRate = await udp.run({ ...common, ratePps: calibratedRate(spec.frameSize), durationMs: settings.throughputMs });
+      }
+      scenario.latencyLow = await udp.run({ ...common, ratePps: settings.lowRatePps, durationMs: settings.latencyMs });
+      const capacity = Math.min(scenario.throughput.deliveredPps, scenario.throughput.offeredPps);
+      scenario.latencyHigh = await udp.run({ ...common, ratePps: capacity * settings.highRateFraction, durationMs: settings.latencyMs });
+      return scenario;
+    };
+    const failed = (spec: Plan['udp'][number], error: unknown): UdpScenario => ({
+      name: udpName(spec), kind: 'udp', forwarder: spec.forwarder, frameSize: spec.frameSize, flows: spec.flows, status: 'failed',
+      reason: (error as Error).message.split('\n')[0]!,
+    });
+
+    for (const group of ['mac-only', 'l4lb', 'routing', 'nftables-dnat']) {
+      const specs = plan.udp.filter((s) => (group === 'l4lb' ? s.forwarder.startsWith('l4lb') : s.forwarder === group));
+      if (specs.length === 0) continue;
+      if (group === 'l4lb') balancer = await startBalancer(bed);
+      for (const spec of specs) {
+        progress.next(udpName(spec));
+        let forwarder: RunningForwarder | undefined;
+        try {
+          if (group === 'mac-only') forwarder = await macOnlyForwarder(binding.bench, bed);
+          else if (group === 'l4lb') forwarder = await l4lbForwarder(balancer!, spec.forwarder.slice(5) as (typeof methods)[number], bed);
+          else forwarder = await kernelForwarder(bed, group as 'routing' | 'nftables-dnat');
+          report.scenarios.push(await runUdp(spec, forwarder));
+        } catch (error) {
+          report.scenarios.push(failed(spec, error));
+          progress.note(`bench: ${udpName(spec)} failed: ${(error as Error).message.split('\n')[0]}`);
+        } finally {
+          await forwarder?.stop();
+        }
+      }
+      if (group === 'l4lb' && plan.idle) {
+        report.scenarios.push(await measureIdle(bed, balancer!, progress));
+      }
+      if (group === 'l4lb' && plan.storms.includes('storm-l4lb-nat')) {
+        progress.next('storm-l4lb-nat');
+        report.scenarios.push(await measureStorm(bed, udp, balancer!, 'storm-l4lb-nat', settings, calibrationCost(64)));
+      }
+      if (group === 'l4lb') {
+        await balancer!.close();
+        balancer = undefined;
+      }
+    }
+    if (l4lbUdp.length === 0 && (plan.idle || plan.storms.includes('storm-l4lb-nat'))) {
+      balancer = await startBalancer(bed);
+      if (plan.idle) report.scenarios.push(await measureIdle(bed, balancer, progress));
+      if (plan.storms.includes('storm-l4lb-nat')) {
+        progress.next('storm-l4lb-nat');
+        await balancer.configure([(await import('./throughput/forwarders.js')).udpService('nat')]);
+        await balancer.waitUntilResolved();
+        report.scenarios.push(await measureStorm(bed, udp, balancer, 'storm-l4lb-nat', settings, calibrationCost(64)));
+      }
+      await balancer.close();
+      balancer = undefined;
+    }
+    if (plan.storms.includes('storm-nftables-dnat')) {
+      progress.next('storm-nftables-dnat');
+      const forwarder = await kernelForwarder(bed, 'nftables-dnat');
+      try {
+        const run = await udp.run({ path: 'forward', frameSize: 64, flows: 'new-per-frame', firstFlow: 10_000_000, durationMs: settings.throughputMs });
+        report.scenarios.push({ name: 'storm-nftables-dnat', kind: 'storm', forwarder: 'nftables-dnat', status: 'ok', run, addedNsPerPacket: run.systemNsPerPacket - calibrationCost(64) });
+      } finally {
+        await forwarder.stop();
+      }
+    }
+    if (plan.storms.includes('flows-1m-l4lb-nat')) {
+      progress.next('flows-1m-l4lb-nat');
+      // Paced below the rate the worker inserts new flows at (the storm's, when it ran).
+      const storm = report.scenarios.find((x): x is StormScenario => x.name === 'storm-l4lb-nat' && x.status === 'ok');
+      const insertRate = storm?.run ? Math.max(20_000, storm.run.deliveredPps * 0.7) : 60_000;
+      report.scenarios.push(await measureMillionFlows(bed, udp, calibrationCost(64), insertRate));
+    }
+
+    // 3. IPVS.
+    if (plan.ipvs) {
+      progress.next('ipvs');
+      report.ipvs = await ipvsAvailability(bed);
+      if (!report.ipvs.available) {
+        for (const frameSize of frameSizes) {
+          report.scenarios.push({ name: `ipvs-${frameSize}b`, kind: 'udp', forwarder: 'ipvs', frameSize, flows: 0, status: 'unavailable', reason: report.ipvs.reason });
+        }
+      }
+    }
+
+    // 4. TCP.
+    if (plan.tcp.length > 0) {
+      const server = await startTcpServer(bed);
+      try {
+        for (const forwarder of plan.tcp) {
+          progress.next(`tcp-${forwarder}`);
+          report.scenarios.push(await measureTcp(bed, forwarder, settings.throughputMs * 2));
+        }
+      } finally {
+        await server.stop();
+      }
+    }
+
+    // 5. Ratios against every baseline at the same frame size and flows.
+    for (const s of report.scenarios.filter((x): x is UdpScenario => x.kind === 'udp' && x.status === 'ok' && x.forwarder.startsWith('l4lb'))) {
+      s.ratios = {};
+      for (const b of report.scenarios.filter((x): x is UdpScenario => x.kind === 'udp' && x.status === 'ok' && !x.forwarder.startsWith('l4lb'))) {
+        if (b.frameSize !== s.frameSize || b.flows !== s.flows || !b.throughput || !s.throughput) continue;
+        const busy = b.forwarder === 'mac-only' && b.throughput.forwarderBusyNsPerPacket && s.throughput.forwarderBusyNsPerPacket;
+        s.ratios[b.forwarder] = {
+          delivered: s.throughput.deliveredPps / b.throughput.deliveredPps,
+          cost: busy ? s.throughput.forwarderBusyNsPerPacket! / b.throughput.forwarderBusyNsPerPacket! : (s.addedNsPerPacket ?? 0) / (b.addedNsPerPacket ?? 1),
+          costMeasure: busy ? 'busy ns per packet' : 'added ns per packet (both cores)',
+        };
+      }
+    }
+  } finally {
+    udp.close();
+    await balancer?.close().catch(() => undefined);
+    await disableKernelForwarding(bed).catch(() => undefined);
+    await bed.lab.destroy();
+  }
+
+  // 6. Micro benchmarks (no network: after the testbed is gone).
+  if (plan.micro) {
+    progress.next('micro benchmarks');
+    report.micro = runMicro(binding, { quick: mode !== 'full', onProgress: (name) => progress.next(`micro: ${name}`) });
+  }
+  progress.done();
+  report.machine.loadAverageEnd = loadAverage();
+  report.durationS = (Date.now() - startedAt) / 1000;
+  report.targets = evaluateTargets(report);
+
+  console.log(renderHeadline(report));
+  if (args.json) writeFileSync(args.json, JSON.stringify(report, null, 2) + '\n');
+  if (args.markdown) writeFileSync(args.markdown, renderMarkdown(report));
+  if (args.svg) writeFileSync(args.svg, renderSvg(report));
+}
+
+// ---- scenarios with their own procedure ----------------------------------------------------------
+
+async function measureIdle(bed: Testbed, balancer: BalancerUnderTest, progress: Progress): Promise<IdleScenario> {
+  progress.next('idle-l4lb');
+  // Let the last run's frames drain and the worker fall back to sleeping.
+  await sleep(500);
+  const threads = balancer.workerTids.map((tid) => ({ pid: balancer.pid, tid }));
+  const processBefore = processCpuNs(balancer.pid);
+  const before = sampleCpu(threads);
+  await sleep(3000);
+  const after = sampleCpu(threads);
+  const cpu = cpuDelta(before, after);
+  const workerNs = Object.values(cpu.threads).reduce((a, b) => a + b, 0);
+  return {
+    name: 'idle-l4lb',
+    kind: 'idle',
+    status: threads.length > 0 ? 'ok' : 'failed',
+    ...(threads.length === 0 ? { reason: 'the worker thread was not found' } : {}),
+    seconds: cpu.wallNs / 1e9,
+    workerCpu: workerNs / cpu.wallNs,
+    processCpu: (processCpuNs(balancer.pid) - processBefore) / cpu.wallNs,
+    forwarderCore: cpu.cores[bed.forwarderCpu]!,
+  };
+}
+
+async function measureStorm(
+  bed: Testbed,
+  udp: UdpDriver,
+  balancer: BalancerUnderTest,
+  name: 'storm-l4lb-nat',
+  settings: { throughputMs: number },
+  calibrationCost: number,
+): Promise<StormScenario> {
+  const forwarder = await l4lbForwarder(balancer, 'nat', bed);
+  const run = await udp.run({ path: 'forward', probe: forwarder, threads: forwarder.threads, frameSize: 64, flows: 'new-per-frame', firstFlow: 20_000_000, durationMs: settings.throughputMs });
+  const snapshot = await balancer.snapshot();
+  return {
+    name,
+    kind: 'storm',
+    forwarder: 'l4lb-nat',
+    status: 'ok',
+    run,
+    addedNsPerPacket: run.systemNsPerPacket - calibrationCost,
+    flowsCreated: snapshot.stats.counters.flowsCreated ?? 0,
+    flowsHeld: snapshot.stats.flows.active,
+    flowTableFull: snapshot.stats.drops['flow-table-full'] ?? 0,
+    tableBytesPerFlow: 2 * 72,
+    capacity: snapshot.stats.flows.capacity,
+  };
+}
+
+/**
+ * A million nat flows at once: a balancer sized by the README's rule (at most
+ * 75% of the slots used, 2 slots per nat flow), then storms of distinct new
+ * flows, paced below the rate at which the worker inserts flows, until a
+ * million are tracked (or four rounds). Memory per flow: what the flow table
+ * made the balancer's resident size grow by when it was created, divided by
+ * the flows held.
+ */
+async function measureMillionFlows(bed: Testbed, udp: UdpDriver, calibrationCost: number, insertRatePps: number): Promise<StormScenario> {
+  const flows = 1_000_000;
+  const capacity = Math.ceil((flows * 2) / 0.75 / 2);
+  const balancer = await startBalancer(bed, capacity);
+  try {
+    const forwarder = await l4lbForwarder(balancer, 'nat', bed);
+    const before = await balancer.snapshot();
+    let run: UdpRunResult | undefined;
+    let firstFlow = 30_000_000;
+    let held = 0;
+    for (let round = 0; round < 4 && held < flows; round++) {
+      const missing = flows - held;
+      const result = await udp.run({
+        path: 'forward', probe: forwarder, threads: forwarder.threads, frameSize: 64, flows: 'new-per-frame', firstFlow,
+        ratePps: insertRatePps, maxFrames: Math.ceil(missing * 1.02), durationMs: 60_000,
+      });
+      firstFlow = result.nextFlow;
+      run ??= result;
+      held = (await balancer.snapshot()).stats.flows.active;
+    }
+    const after = await balancer.snapshot();
+    held = after.stats.flows.active;
+    return {
+      name: 'flows-1m-l4lb-nat',
+      kind: 'storm',
+      forwarder: 'l4lb-nat',
+      status: 'ok',
+      run: run!,
+      addedNsPerPacket: run!.systemNsPerPacket - calibrationCost,
+      flowsCreated: (after.stats.counters.flowsCreated ?? 0) - (before.stats.counters.flowsCreated ?? 0),
+      flowsHeld: held,
+      flowTableFull: (after.stats.drops['flow-table-full'] ?? 0) - (before.stats.drops['flow-table-full'] ?? 0),
+      rssBytesPerFlow: held > 0 ? (balancer.rssAfterCreate - balancer.rssBeforeCreate) / held : 0,
+      tableBytesPerFlow: 2 * 72,
+      capacity,
+    };
+  } catch (error) {
+    return { name: 'flows-1m-l4lb-nat', kind: 'storm', forwarder: 'l4lb-nat', status: 'failed', reason: (error as Error).message.split('\n')[0]! };
+  } finally {
+    await balancer.close();
+  }
+}
+
+async function measureTcp(bed: Testbed, forwarder: TcpForwarder, durationMs: number): Promise<TcpScenario> {
+  const scenario: TcpScenario = { name: `tcp-${forwarder}`, kind: 'tcp', forwarder, status: 'ok' };
+  let stop: () => Promise<void> = async () => {};
+  try {
+    let balancer: BalancerUnderTest | undefined;
+    let processCpu: (() => number) | undefined;
+    if (forwarder === 'l4lb-nat') {
+      balancer = await startBalancer(bed);
+      await balancer.configure([tcpService() as never]);
+      await balancer.waitUntilResolved();
+      stop = () => balancer!.close();
+    } else if (forwarder === 'haproxy') {
+      const binary = haproxyPath();
+      if (!binary) return { ...scenario, status: 'unavailable', reason: 'haproxy is not installed (Debian package haproxy)' };
+      await disableKernelForwarding(bed);
+      const proc = await startHaproxy(bed, binary);
+      processCpu = () => processCpuNs(proc.child.pid!);
+      stop = async () => void (await proc.stop());
+    } else {
+      await disableKernelForwarding(bed);
+      if (forwarder === 'routing') await enableRouting(bed);
+      else await enableNftDnat(bed);
+      stop = () => disableKernelForwarding(bed);
+    }
+    const half = Math.max(500, durationMs / 2);
+    scenario.connections = await tcpConnections(bed, forwarder, { durationMs: half, concurrency: 8, ...(balancer ? { balancer } : {}), ...(processCpu ? { processCpuNs: processCpu } : {}) });
+    scenario.bulk = await tcpBulk(bed, forwarder, { durationMs: half, ...(balancer ? { balancer } : {}), ...(processCpu ? { processCpuNs: processCpu } : {}) });
+    if (scenario.connections.completed === 0) {
+      scenario.status = 'failed';
+      scenario.reason = `no connection completed (${scenario.connections.firstError ?? 'no error'})`;
+    }
+  } catch (error) {
+    scenario.status = 'failed';
+    scenario.reason = (error as Error).message.split('\n')[0]!;
+  } finally {
+    await stop().catch(() => undefined);
+  }
+  return scenario;
+}
+
+export type { UdpRunResult };
+void defaultFlowCapacity;
+
+main().catch((error) => {
+  console.error(`bench: ${(error as Error).stack ?? error}`);
+  process.exit(1);
+});
