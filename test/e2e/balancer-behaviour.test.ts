@@ -154,7 +154,13 @@ describe('balancer behaviour through AF_PACKET', () => {
     const download = await runJson<{ intact: boolean }>(topology.client, 'servers/http-download.mjs', [VIP, 80, 5 * 1024 * 1024]);
     expect(download.intact).toBe(true);
     const after = await nstat(topology.client, counters);
-    for (const name of counters) expect(after[name] ?? 0, name).toBe(before[name] ?? 0);
+    const delta = (name: string) => (after[name] ?? 0) - (before[name] ?? 0);
+    // No reset and no ICMP at all from the balancer host's kernel.
+    for (const name of ['TcpInErrs', 'TcpInRsts', 'IcmpInMsgs']) expect(delta(name), name).toBe(0);
+    // A kernel that forwarded replies too would duplicate every one of the
+    // thousands of segments; a busy machine may make a backend retransmit
+    // one or two segments early (each shows up as a DSACK) without that.
+    expect(delta('TcpExtTCPDSACKOldSent') + delta('TcpExtTCPDSACKOfoSent')).toBeLessThanOrEqual(5);
   });
 
   it('a stopped backend is marked down within fall x interval + timeout and skipped; restarted, it comes back after rise checks', async () => {
