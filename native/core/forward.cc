@@ -177,19 +177,23 @@ void Forwarder::handle_tunnel_return(Frame& frame, PacketInfo& info, TxBatch& tx
   WorkerCounters::add(res_.counters->replies_via_tunnel);
 }
 
+bool Forwarder::track_reply(const PacketInfo& info, const FlowKey& key, FlowDirection matched, Flow* flow) {
+  FlowTable& flows = *res_.flows;
+  if (!flows.lookup(key, flows.hash(key), now_ms_, *res_.flow_counters, flow) || flow->matched != matched) return false;
+  if (info.ip_protocol == wire::kProtoTcp) {
+    flows.observe_tcp(flow->handle, flow->state, info.tcp_flags, FlowDirection::reply, now_ms_);
+  } else {
+    flows.touch(flow->handle, now_ms_);
+  }
+  return true;
+}
+
 bool Forwarder::forward_reply_from_vip(Frame& frame, PacketInfo& info, TxBatch& tx) {
   if (!is_tcp_or_udp(info.ip_protocol) || info.has(kPacketLaterFragment)) return false;
   // The flow was keyed client -> VIP when its first packet arrived.
-  FlowTable& flows = *res_.flows;
   const FlowKey key = FlowKey::ipv4(info.ip_protocol, info.dst_addr, info.dst_port, info.src_addr, info.src_port);
   Flow flow;
-  if (!flows.lookup(key, flows.hash(key), now_ms_, *res_.flow_counters, &flow)) return false;
-  if (flow.matched != FlowDirection::original) return false;
-  if (info.ip_protocol == wire::kProtoTcp) {
-    flows.observe_tcp(flow.handle, flow.state, info.tcp_flags, FlowDirection::reply, now_ms_);
-  } else {
-    flows.touch(flow.handle, now_ms_);
-  }
+  if (!track_reply(info, key, FlowDirection::original, &flow)) return false;
   if (!decrement_ttl(frame.data, &info)) {
     drop(DropReason::ttl_expired);
     return true;
@@ -639,16 +643,9 @@ void Forwarder::end_flow_of_removed_backend(Frame& frame, PacketInfo& info, cons
 bool Forwarder::handle_reply(Frame& frame, PacketInfo& info, TxBatch& tx) {
   if (info.ip_protocol == wire::kProtoIcmp) return handle_icmp_from_backend(frame, info, tx);
   if (!is_tcp_or_udp(info.ip_protocol) || info.has(kPacketLaterFragment)) return false;
-  FlowTable& flows = *res_.flows;
   const FlowKey key = FlowKey::ipv4(info.ip_protocol, info.src_addr, info.src_port, info.dst_addr, info.dst_port);
   Flow flow;
-  if (!flows.lookup(key, flows.hash(key), now_ms_, *res_.flow_counters, &flow)) return false;
-  if (flow.matched != FlowDirection::reply) return false;
-  if (info.ip_protocol == wire::kProtoTcp) {
-    flows.observe_tcp(flow.handle, flow.state, info.tcp_flags, FlowDirection::reply, now_ms_);
-  } else {
-    flows.touch(flow.handle, now_ms_);
-  }
+  if (!track_reply(info, key, FlowDirection::reply, &flow)) return false;
   if (!decrement_ttl(frame.data, &info)) {
     drop(DropReason::ttl_expired);
     return true;

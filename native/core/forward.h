@@ -101,6 +101,10 @@ class Forwarder {
   bool handle_reply(Frame& frame, PacketInfo& info, TxBatch& tx);
   void handle_tunnel_return(Frame& frame, PacketInfo& info, TxBatch& tx);
   bool forward_reply_from_vip(Frame& frame, PacketInfo& info, TxBatch& tx);
+  // Looks `key` up; true when it names a tracked flow through the key
+  // `matched` (original: client -> VIP; reply: the backend's tuple). Records
+  // the packet as a reply (TCP state, last seen).
+  bool track_reply(const PacketInfo& info, const FlowKey& key, FlowDirection matched, Flow* flow);
   bool handle_icmp_from_backend(Frame& frame, PacketInfo& info, TxBatch& tx);
   void forward_to_backend(Frame& frame, PacketInfo& info, uint32_t service_index, uint32_t backend_index,
                           const Flow* flow, TxBatch& tx);
