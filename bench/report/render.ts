@@ -27,13 +27,13 @@ export function udpRows(report: BenchReport): string[][] {
     const [size, c] = cal;
     rows.push([
       `calibration (generator → sink), ${size} B`, kpps(c.throughput?.offeredPps), kpps(c.throughput?.deliveredPps), pct(c.throughput?.loss, 3),
-      '–', ns(c.throughput?.systemNsPerPacket), latency(c.latencyLow), '–', cores(c.throughput), '–',
+      '–', `(${ns(c.throughput?.threadsNsPerPacket)})`, latency(c.latencyLow), '–', cores(c.throughput), '–',
     ]);
   }
   for (const s of report.scenarios.filter((x): x is UdpScenario => x.kind === 'udp')) {
     const name = `${s.forwarder}, ${s.frameSize} B, ${flowsLabel(s.flows)} flow${s.flows === 1 ? '' : 's'}`;
     if (s.status !== 'ok') {
-      rows.push([name, s.status, s.reason ?? '', '', '', '', '', '', '', '']);
+      rows.push([name, s.status, '', '', '', '', '', '', '', (s.reason ?? '').slice(0, 160)]);
       continue;
     }
     const t = s.throughput;
@@ -42,7 +42,7 @@ export function udpRows(report: BenchReport): string[][] {
       : '';
     rows.push([
       name, kpps(t?.offeredPps), kpps(t?.deliveredPps), pct(t?.loss, 3),
-      ns(t?.forwarderBusyNsPerPacket), ns(s.addedNsPerPacket),
+      t?.forwarderThreadNsPerPacket !== undefined ? `${ns(t.forwarderThreadNsPerPacket)} (${ns(t.forwarderBusyNsPerPacket)})` : '–', ns(s.addedNsPerPacket),
       latency(s.latencyLow), latency(s.latencyHigh), cores(t), ratio || '–',
     ]);
   }
@@ -50,7 +50,7 @@ export function udpRows(report: BenchReport): string[][] {
 }
 
 export const udpHeader = [
-  'scenario', 'offered kpps', 'delivered kpps', 'loss', 'busy ns/pkt', 'added ns/pkt',
+  'scenario', 'offered kpps', 'delivered kpps', 'loss', 'fwd thread ns/pkt (busy)', 'added ns/pkt',
   'µs p50/p99/p99.9 @10 kpps', 'µs p50/p99/p99.9 @80%', 'cores busy (gen / fwd)', 'l4lb vs baseline',
 ];
 
@@ -65,8 +65,8 @@ export function renderMarkdown(report: BenchReport): string {
   );
   out.push(`### UDP through each forwarder\n`);
   out.push(
-    'Flat out (the generator offers what one core can); busy ns/pkt = the forwarder thread\'s busy-time accounting; ' +
-      'added ns/pkt = both cores\' busy time per delivered packet (other tenants\' visible use removed) less the calibration\'s at the same frame size; ' +
+    'Flat out (the generator offers what one core can); fwd thread ns/pkt = the forwarding thread\'s CPU time per received frame (user-space forwarders), with the engine\'s busy-time accounting (wall time of non-empty batches) in parentheses; ' +
+      'added ns/pkt = CPU time of every thread the run used (generator, sink reader, forwarder thread, ksoftirqd: on veth they carry the kernel work their sends trigger, a kernel forwarder\'s included) per delivered packet, less the calibration\'s (in parentheses) at the same frame size; ' +
       `latency = sink's kernel receive time − generator stamp, at ${report.settings.lowRatePps / 1000} kpps and at ${report.settings.highRateFraction * 100}% of the delivered rate.\n`,
   );
   out.push(table(udpHeader, udpRows(report)));
@@ -125,13 +125,18 @@ export function renderMarkdown(report: BenchReport): string {
       ),
     );
   }
-  const idle = report.scenarios.find((x): x is IdleScenario => x.kind === 'idle');
-  if (idle) {
+  const idles = report.scenarios.filter((x): x is IdleScenario => x.kind === 'idle');
+  if (idles.length > 0) {
     out.push(`\n### Idle\n`);
     out.push(
-      idle.status === 'ok'
-        ? `l4lb with adaptive polling and no traffic for ${idle.seconds?.toFixed(1)} s: worker thread ${pct(idle.workerCpu)} of a core, whole balancer process ${pct(idle.processCpu)}, forwarder CPU busy ${pct(idle.forwarderCore?.busy)}.`
-        : `${idle.status}: ${idle.reason}`,
+      table(
+        ['scenario', 'flows tracked', 'seconds', 'worker thread', 'balancer process', 'forwarder CPU busy'],
+        idles.map((s) =>
+          s.status === 'ok'
+            ? [s.name, (s.flows ?? 0).toLocaleString('en-US'), s.seconds?.toFixed(1) ?? '–', pct(s.workerCpu), pct(s.processCpu), pct(s.forwarderCore?.busy)]
+            : [s.name, `${s.status}: ${s.reason}`, '', '', '', ''],
+        ),
+      ),
     );
   }
   out.push(`\n### IPVS\n\n${report.ipvs.available ? 'available' : `unavailable: ${report.ipvs.reason}`}`);
@@ -159,14 +164,16 @@ export function renderMarkdown(report: BenchReport): string {
 
 /** The few lines printed at the end of a run. */
 export function renderHeadline(report: BenchReport): string {
-  const rows = udpRows(report).map((r) => [r[0]!, r[2]!, r[3]!, r[4]!, r[5]!, r[6]!]);
-  const header = ['scenario', 'delivered kpps', 'loss', 'busy ns/pkt', 'added ns/pkt', 'µs p50/p99/p99.9 @10k'];
+  const rows = udpRows(report).map((r) => (r[1] === 'failed' || r[1] === 'unavailable' ? [r[0]!, r[1]!, '', '', '', '', r[9]!] : [r[0]!, r[2]!, r[3]!, r[4]!, r[5]!, r[6]!, '']));
+  const header = ['scenario', 'delivered kpps', 'loss', 'fwd thread (busy) ns/pkt', 'added ns/pkt', 'µs p50/p99/p99.9 @10k', ''];
   for (const s of report.scenarios.filter((x): x is TcpScenario => x.kind === 'tcp' && x.status === 'ok')) {
     const cpu = s.connections?.forwarderCpuNsPerConnection;
-    rows.push([`tcp ${s.forwarder}`, `${s.connections?.connectionsPerSecond.toFixed(0) ?? '–'} conn/s`, '', cpu !== undefined ? `${us(cpu / 1000)} µs/conn` : '', s.bulk ? `${(s.bulk.bitsPerSecond / 1e9).toFixed(2)} Gbit/s` : '', '']);
+    rows.push([`tcp ${s.forwarder}`, `${s.connections?.connectionsPerSecond.toFixed(0) ?? '–'} conn/s`, '', cpu !== undefined ? `${us(cpu / 1000)} µs/conn` : '', s.bulk ? `${(s.bulk.bitsPerSecond / 1e9).toFixed(2)} Gbit/s` : '', '', '']);
   }
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  const last = header.length - 1;
+  const widths = header.map((h, i) => (i === last ? 0 : Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length))));
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (i === last ? c : i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
   const out = [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)];
   if (report.targets.length > 0) {
     out.push('', 'targets:');
@@ -189,7 +196,7 @@ export function renderSvg(report: BenchReport): string {
   const bars = [...picked.values()];
   const panels = [
     { title: 'delivered kpps (64 B, flat out)', value: (s: UdpScenario) => (s.throughput?.deliveredPps ?? 0) / 1000, unit: 'kpps' },
-    { title: 'CPU added per packet, both cores (ns)', value: (s: UdpScenario) => s.addedNsPerPacket ?? 0, unit: 'ns' },
+    { title: 'CPU added per packet over the calibration (ns)', value: (s: UdpScenario) => s.addedNsPerPacket ?? 0, unit: 'ns' },
   ];
   const barHeight = 22;
   const gap = 8;

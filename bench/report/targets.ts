@@ -32,15 +32,22 @@ export function evaluateTargets(r: BenchReport): Target[] {
     });
   }
 
-  // 2. nat with 65,536 flows <= 1.2x the MAC-only forwarder's ns per packet.
+  // 2. nat with 65,536 flows <= 1.2x the MAC-only forwarder's ns per packet:
+  // the forwarding threads' CPU time per packet (exact; busy-time
+  // accounting, also shown, is wall time and counts a preempted worker's wait).
   const nat = find(r, 'l4lb-nat', 64, [65536, 1]);
   const mac = nat ? find(r, 'mac-only', 64, [nat.flows]) : undefined;
-  if (nat?.throughput?.forwarderBusyNsPerPacket && mac?.throughput?.forwarderBusyNsPerPacket) {
-    const ratio = nat.throughput.forwarderBusyNsPerPacket / mac.throughput.forwarderBusyNsPerPacket;
+  const natThread = nat?.throughput?.forwarderThreadNsPerPacket;
+  const macThread = mac?.throughput?.forwarderThreadNsPerPacket;
+  if (nat && mac && natThread && macThread) {
+    const ratio = natThread / macThread;
+    const busy = nat.throughput!.forwarderBusyNsPerPacket && mac.throughput!.forwarderBusyNsPerPacket
+      ? `; busy-time accounting ${ns(nat.throughput!.forwarderBusyNsPerPacket)} vs ${ns(mac.throughput!.forwarderBusyNsPerPacket)}: ${(nat.throughput!.forwarderBusyNsPerPacket / mac.throughput!.forwarderBusyNsPerPacket).toFixed(2)}x`
+      : '';
     targets.push({
       name: `L4 work is cheap: nat, ${nat.flows} flows, 64 B, vs MAC-only`,
-      target: '<= 1.2x busy ns per packet',
-      measured: `${ns(nat.throughput.forwarderBusyNsPerPacket)} vs ${ns(mac.throughput.forwarderBusyNsPerPacket)}: ${ratio.toFixed(2)}x`,
+      target: "<= 1.2x the MAC-only forwarder's ns per packet (thread CPU)",
+      measured: `${ns(natThread)} vs ${ns(macThread)}: ${ratio.toFixed(2)}x${busy}`,
       met: ratio <= 1.2,
       ...(ratio > 1.2 ? { gap: `${(ratio / 1.2).toFixed(2)}x the limit` } : {}),
     });
@@ -50,10 +57,11 @@ export function evaluateTargets(r: BenchReport): Target[] {
   const nft = nat ? find(r, 'nftables-dnat', 64, [nat.flows]) : undefined;
   if (nat?.addedNsPerPacket !== undefined && nft?.addedNsPerPacket !== undefined) {
     const ratio = nat.addedNsPerPacket / nft.addedNsPerPacket;
+    const worker = natThread !== undefined ? `; l4lb's worker thread alone ${ns(natThread)}: ${(natThread / nft.addedNsPerPacket).toFixed(2)}x` : '';
     targets.push({
       name: `ahead of the kernel: nat vs nftables DNAT, ${nat.flows} flows, 64 B`,
-      target: 'below nftables DNAT (cost added per packet, both cores)',
-      measured: `${ns(nat.addedNsPerPacket)} vs ${ns(nft.addedNsPerPacket)}: ${ratio.toFixed(2)}x`,
+      target: 'below nftables DNAT (CPU added per packet over the calibration)',
+      measured: `${ns(nat.addedNsPerPacket)} vs ${ns(nft.addedNsPerPacket)}: ${ratio.toFixed(2)}x${worker}`,
       met: ratio < 1,
       ...(ratio >= 1 ? { gap: `${ratio.toFixed(2)}x nftables' cost` } : {}),
     });
@@ -104,15 +112,18 @@ export function evaluateTargets(r: BenchReport): Target[] {
     });
   }
 
-  // 6. Idle CPU.
-  const idle = r.scenarios.find((s): s is IdleScenario => s.kind === 'idle' && s.status === 'ok');
-  if (idle?.workerCpu !== undefined) {
+  // 6. Idle CPU: with an empty table and with 65,536 tracked flows.
+  const idles = r.scenarios.filter((s): s is IdleScenario => s.kind === 'idle' && s.status === 'ok' && s.workerCpu !== undefined);
+  if (idles.length > 0) {
+    const worst = Math.max(...idles.map((s) => s.workerCpu!));
     targets.push({
       name: 'idle CPU in adaptive polling',
       target: '<= 1% of a core',
-      measured: `worker thread ${(idle.workerCpu * 100).toFixed(2)}%, whole balancer process ${(idle.processCpu! * 100).toFixed(2)}%`,
-      met: idle.workerCpu <= 0.01,
-      ...(idle.workerCpu > 0.01 ? { gap: `${(idle.workerCpu / 0.01).toFixed(1)}x the limit` } : {}),
+      measured: idles
+        .map((s) => `${(s.flows ?? 0).toLocaleString('en-US')} flows: worker ${(s.workerCpu! * 100).toFixed(2)}%, balancer process ${(s.processCpu! * 100).toFixed(2)}%`)
+        .join('; '),
+      met: worst <= 0.01,
+      ...(worst > 0.01 ? { gap: `${(worst / 0.01).toFixed(1)}x the limit` } : {}),
     });
   }
 

@@ -33,8 +33,10 @@ export interface UdpScenario {
   atCalibratedRate?: UdpRunResult;
   latencyLow?: UdpRunResult;
   latencyHigh?: UdpRunResult;
-  /** systemNsPerPacket less the calibration's at the same frame size: what forwarding adds per packet. */
+  /** threadsNsPerPacket less the calibration's at the same frame size: the CPU forwarding adds per packet. */
   addedNsPerPacket?: number;
+  /** The same from /proc/stat (both CPUs' busy time less other tenants' visible use): a cross-check. */
+  addedSystemNsPerPacket?: number;
   /** Ratios l4lb / baseline at the same frame size and flows (delivered pps; cost per packet: busy ns vs mac-only, added ns otherwise). */
   ratios?: Record<string, { delivered: number; cost: number; costMeasure: string }>;
 }
@@ -63,6 +65,8 @@ export interface IdleScenario {
   status: Status;
   reason?: string;
   seconds?: number;
+  /** Flows the table held while idle (the expiry sweep walks them). */
+  flows?: number;
   /** Fractions of one core. */
   workerCpu?: number;
   processCpu?: number;

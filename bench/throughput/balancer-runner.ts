@@ -3,8 +3,8 @@
 // the generator's CPU (taskset) and the worker to the forwarder's
 // (afPacket.cpus), so the control plane never competes with the worker.
 // argv[2]: JSON LoadBalancerOptions. Commands:
-//   {"cmd":"configure","services":[{"service":{...},"backends":[...]}]}  replaces every service in one transaction
-//   {"cmd":"stats"}  -> {"event":"stats","stats":..., "workerThreads":[{tid,cpuNs}], "processCpuNs", "rssBytes"}
+//   {"cmd":"configure","id":N,"services":[{"service":{...},"backends":[...]}]}  replaces every service in one transaction
+//   {"cmd":"stats","id":N}  -> {"event":"stats","id":N,"stats":..., "workerThreads":[{tid,cpuNs}], "processCpuNs", "rssBytes"}
 //   {"cmd":"close"}
 // Prints {"event":"ready","pid",...} once serving.
 import { readdirSync, readFileSync } from 'node:fs';
@@ -59,7 +59,7 @@ let services: Service[] = [];
 print({ event: 'ready', pid: process.pid, workerTids, rssBeforeCreate, rssAfterCreate: rssBytes() });
 
 createInterface({ input: process.stdin }).on('line', (line) => {
-  let command: { cmd: string; services?: Array<{ service: ServiceOptions; backends: BackendOptions[] }> };
+  let command: { cmd: string; id?: number; services?: Array<{ service: ServiceOptions; backends: BackendOptions[] }> };
   try {
     command = JSON.parse(line);
   } catch {
@@ -75,11 +75,12 @@ createInterface({ input: process.stdin }).on('line', (line) => {
           return s;
         });
       });
-      print({ event: 'configured' });
+      print({ event: 'configured', id: command.id });
     } else if (command.cmd === 'stats') {
       const stats = lb.stats();
       print({
         event: 'stats',
+        id: command.id,
         stats: { workers: stats.workers, flows: stats.flows, drops: stats.drops, counters: stats.counters, services: stats.services, interfaces: stats.interfaces },
         workerThreads: workerTids.map((tid) => ({ tid, cpuNs: cpuNs(`/proc/self/task/${tid}/stat`) })),
         processCpuNs: cpuNs('/proc/self/stat'),
@@ -92,7 +93,7 @@ createInterface({ input: process.stdin }).on('line', (line) => {
       });
     }
   } catch (error) {
-    print({ event: 'error', code: (error as { code?: string }).code, message: (error as Error).message });
+    print({ event: 'error', id: command.id, code: (error as { code?: string }).code, message: (error as Error).message });
   }
 });
 process.on('SIGTERM', () => void lb.close().then(() => process.exit(0)));

@@ -158,3 +158,25 @@ export function cpuDelta(before: CpuSample, after: CpuSample): CpuDelta {
 export function loadAverage(): number {
   return Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
 }
+
+let softirqThreads: number[] | undefined;
+
+/**
+ * CPU time of the ksoftirqd threads (ns). Softirq work runs in the task that
+ * raised it (on veth: the sender, inside its send call) unless there is too
+ * much of it, when the kernel hands it to ksoftirqd: counting these threads
+ * with the benchmark's own keeps that work in the accounting.
+ */
+export function softirqThreadsCpuNs(): number {
+  softirqThreads ??= readdirSync('/proc')
+    .filter((name) => /^\d+$/.test(name))
+    .filter((pid) => {
+      try {
+        return /^ksoftirqd\//.test(readFileSync(`/proc/${pid}/comm`, 'utf8'));
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+  return softirqThreads.reduce((sum, pid) => sum + processCpuNs(pid), 0);
+}

@@ -49,21 +49,24 @@ export class BalancerUnderTest {
     return new BalancerUnderTest(child, ready.pid, ready.workerTids, ready.rssBeforeCreate, ready.rssAfterCreate);
   }
 
+  private nextId = 1;
+
+  // Replies carry the request's id: the process log is bounded (its head is
+  // dropped as it grows), so replies are found by id, never by counting lines.
   private async request(command: object, reply: string): Promise<string> {
-    const pattern = `"event":"${reply}"`;
-    const errors = () => this.process.log.split('\n').filter((l) => l.includes('"event":"error"'));
-    const count = () => this.process.log.split('\n').filter((l) => l.includes(pattern)).length;
-    const before = count();
-    const errorsBefore = errors().length;
-    this.process.child.stdin!.write(JSON.stringify(command) + '\n');
-    for (let i = 0; i < 1000; i++) {
-      const lines = this.process.log.split('\n').filter((l) => l.includes(pattern));
-      if (lines.length > before) return lines[lines.length - 1]!;
-      if (errors().length > errorsBefore) throw new Error(`balancer: ${errors().pop()}`);
+    const id = this.nextId++;
+    const tags = [`"id":${id},`, `"id":${id}}`];
+    this.process.child.stdin!.write(JSON.stringify({ ...command, id }) + '\n');
+    for (let i = 0; i < 3000; i++) {
+      const line = this.process.log.split('\n').find((l) => tags.some((t) => l.includes(t)));
+      if (line !== undefined) {
+        if (line.includes('"event":"error"')) throw new Error(`balancer: ${line}`);
+        if (line.includes(`"event":"${reply}"`)) return line;
+      }
       if (!this.process.running) break;
       await new Promise((r) => setTimeout(r, 10));
     }
-    throw new Error(`balancer did not answer ${JSON.stringify(command)}:\n${this.process.log.slice(-4000)}`);
+    throw new Error(`balancer did not answer ${JSON.stringify(command)} (${this.process.running ? 'running' : 'exited'}): ${this.process.log.slice(-2000)}`);
   }
 
   async configure(services: ServiceSpec[]): Promise<void> {

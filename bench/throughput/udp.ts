@@ -1,7 +1,7 @@
 // One measured UDP run: the generator sends for a while, the sink counts, and
 // everything that costs CPU is sampled before and after.
 import type { NativeBench, NativeTrafficGenerator, NativeTrafficSink } from '../../lib/native/binding.js';
-import { cpuDelta, type CoreUse, sampleCpu } from './cpu.js';
+import { cpuDelta, type CoreUse, sampleCpu, softirqThreadsCpuNs } from './cpu.js';
 import { GENERATOR_ADDRESS, SINK_FAKE_MAC, type Testbed, UDP_PORT, VIP, ipv4ToNumber } from './testbed.js';
 
 export interface ForwarderCounters {
@@ -46,8 +46,16 @@ export interface UdpRunResult {
   forwarderBusyNsPerPacket?: number;
   /** Thread CPU ns per packet of a user-space forwarder. */
   forwarderThreadNsPerPacket?: number;
-  /** Both cores' busy time, less other tenants' visible use, per delivered packet. */
+  /** Both cores' busy time (/proc/stat), less other tenants' visible use, per delivered packet. */
   systemNsPerPacket: number;
+  /**
+   * CPU time of every thread the run used, per delivered packet: generator,
+   * sink reader, the forwarder's thread, ksoftirqd. Exact per-thread clocks,
+   * untouched by other tenants; on veth it includes the kernel work each
+   * thread's sends trigger (lb's receive, a kernel forwarder's forwarding,
+   * the sink's receive), so it is the whole cost of a packet's trip.
+   */
+  threadsNsPerPacket: number;
   cores: CoreUse[];
   foreignCpuMs: number;
   /** Other tenants' visible CPU use as a share of the machine during the run. */
@@ -168,8 +176,9 @@ export class UdpDriver {
     }
     const tag = nextTag++;
     if (!sink.expect(tag)) throw new Error('the sink did not take the run tag');
-    const sinkDropsBefore = sink.stats().kernelDrops;
+    const sinkBefore = sink.stats();
     const before = await options.probe?.counters();
+    const softirqBefore = softirqThreadsCpuNs();
     const cpuBefore = sampleCpu(options.threads ?? []);
     await runFor(tag, options.durationMs, options.maxFrames ?? 0, options.firstFlow ?? 0);
     // Drain: frames still queued in the forwarder's ring arrive after the generator stopped.
@@ -181,6 +190,7 @@ export class UdpDriver {
       await sleep(25);
     }
     const cpuAfter = sampleCpu(options.threads ?? []);
+    const softirqAfter = softirqThreadsCpuNs();
     const after = await options.probe?.counters();
     const g = generator.stats();
     const s = sink.stats();
@@ -198,7 +208,7 @@ export class UdpDriver {
       sent: g.sent,
       delivered,
       loss: g.sent === 0 ? 0 : Math.max(0, 1 - delivered / g.sent),
-      sinkDrops: s.kernelDrops - sinkDropsBefore,
+      sinkDrops: s.kernelDrops - sinkBefore.kernelDrops,
       latency: {
         p50Us: s.latencyNs.p50 / 1000,
         p99Us: s.latencyNs.p99 / 1000,
@@ -208,6 +218,12 @@ export class UdpDriver {
         samples: delivered,
       },
       systemNsPerPacket: delivered === 0 ? 0 : Math.max(0, cpu.busyNs - cpu.foreignNs) / delivered,
+      threadsNsPerPacket:
+        delivered === 0
+          ? 0
+          : (g.threadCpuNs + (s.threadCpuNs - sinkBefore.threadCpuNs) + (softirqAfter - softirqBefore) +
+              Math.max(0, (after?.threadCpuNs ?? 0) - (before?.threadCpuNs ?? 0))) /
+            delivered,
       cores: cpu.cores,
       foreignCpuMs: cpu.foreignNs / 1e6,
       foreignShare: cpu.foreignNs / (cpu.wallNs * Math.max(1, cpu.cores.length)),

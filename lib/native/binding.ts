@@ -221,6 +221,8 @@ export interface NativeTrafficSinkStats {
   /** Cumulative over the sink's life. */
   kernelDrops: number;
   negativeLatencies: number;
+  /** The sink thread's CPU time since it started. */
+  threadCpuNs: number;
   firstNs: number;
   lastNs: number;
   latencyNs: { p50: number; p90: number; p99: number; p999: number; max: number; mean: number };

@@ -195,6 +195,7 @@ class SinkHandle : public Napi::ObjectWrap<SinkHandle> {
     o.Set("otherFrames", Num(env, static_cast<double>(s.other_frames)));
     o.Set("kernelDrops", Num(env, static_cast<double>(s.kernel_drops)));
     o.Set("negativeLatencies", Num(env, static_cast<double>(s.negative_latencies)));
+    o.Set("threadCpuNs", Num(env, static_cast<double>(s.thread_cpu_ns)));
     o.Set("firstNs", Num(env, static_cast<double>(s.first_ns)));
     o.Set("lastNs", Num(env, static_cast<double>(s.last_ns)));
     Napi::Object latency = Napi::Object::New(env);

@@ -62,6 +62,7 @@ std::unique_ptr<TrafficSink> TrafficSink::create(const SinkOptions& options, std
     if (!opened) return nullptr;
   }
   sink->thread_ = std::thread([s = sink.get()] { s->loop(); });
+  sink->native_thread_ = sink->thread_.native_handle();
   return sink;
 }
 
@@ -222,6 +223,8 @@ SinkStats TrafficSink::stats() const {
     if (getsockopt(fd_, SOL_PACKET, PACKET_STATISTICS, &kernel, &len) == 0) kernel_drops_.fetch_add(kernel.tp_drops);
   }
   s.kernel_drops = kernel_drops_.load(std::memory_order_relaxed);
+  clockid_t clock;
+  if (thread_.joinable() && pthread_getcpuclockid(native_thread_, &clock) == 0) s.thread_cpu_ns = clock_ns(clock);
   s.p50_ns = histogram_.percentile(0.50);
   s.p90_ns = histogram_.percentile(0.90);
   s.p99_ns = histogram_.percentile(0.99);

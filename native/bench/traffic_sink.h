@@ -11,6 +11,8 @@
 // so is the generator's stamp: one clock for both, and namespaces share it.
 #pragma once
 
+#include <pthread.h>
+
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -36,6 +38,7 @@ struct SinkStats {
   uint64_t other_frames = 0;  // anything else (ARP, earlier runs)
   uint64_t kernel_drops = 0;  // the sink's ring was full (PACKET_STATISTICS, accumulated)
   uint64_t negative_latencies = 0;  // stamp later than the receive time (clock step): counted as 0
+  uint64_t thread_cpu_ns = 0; // the sink thread's CPU time since it started
   uint64_t first_ns = 0;      // receive time of the run's first and last frame (CLOCK_REALTIME)
   uint64_t last_ns = 0;
   double p50_ns = 0, p90_ns = 0, p99_ns = 0, p999_ns = 0, max_ns = 0, mean_ns = 0;
@@ -65,6 +68,7 @@ class TrafficSink {
   size_t ring_bytes_ = 0;
   uint32_t next_block_ = 0;
   std::thread thread_;
+  pthread_t native_thread_{};
   std::atomic<bool> stop_{false};
 
   // The control thread's request (release) and the sink thread's adoption
