@@ -27,22 +27,23 @@ export function udpRows(report: BenchReport): string[][] {
     const [size, c] = cal;
     rows.push([
       `calibration (generator → sink), ${size} B`, kpps(c.throughput?.offeredPps), kpps(c.throughput?.deliveredPps), pct(c.throughput?.loss, 3),
-      '–', `(${ns(c.throughput?.threadsNsPerPacket)})`, latency(c.latencyLow), '–', cores(c.throughput), '–',
+      '–', '–', `(${ns(c.throughput?.threadsNsPerPacket)})`, latency(c.latencyLow), '–', cores(c.throughput), '–',
     ]);
   }
   for (const s of report.scenarios.filter((x): x is UdpScenario => x.kind === 'udp')) {
     const name = `${s.forwarder}, ${s.frameSize} B, ${flowsLabel(s.flows)} flow${s.flows === 1 ? '' : 's'}`;
     if (s.status !== 'ok') {
-      rows.push([name, s.status, '', '', '', '', '', '', '', (s.reason ?? '').slice(0, 160)]);
+      rows.push([name, s.status, '', '', '', '', '', '', '', '', (s.reason ?? '').slice(0, 160)]);
       continue;
     }
     const t = s.throughput;
     const ratio = s.ratios
-      ? Object.entries(s.ratios).map(([b, r]) => `${b} ${r.delivered.toFixed(2)}x pps, ${r.cost.toFixed(2)}x cost`).join('; ')
+      ? Object.entries(s.ratios).map(([b, r]) => `${b}: ${r.delivered.toFixed(2)}x pps, ${r.cost.toFixed(2)}x ns`).join('; ')
       : '';
     rows.push([
       name, kpps(t?.offeredPps), kpps(t?.deliveredPps), pct(t?.loss, 3),
-      t?.forwarderThreadNsPerPacket !== undefined ? `${ns(t.forwarderThreadNsPerPacket)} (${ns(t.forwarderBusyNsPerPacket)})` : '–', ns(s.addedNsPerPacket),
+      t?.forwarderThreadNsPerPacket !== undefined ? `${ns(t.forwarderThreadNsPerPacket)} (${ns(t.forwarderBusyNsPerPacket)})` : '–',
+      t?.forwarderThreadNsPerPacket ? kpps(1e9 / t.forwarderThreadNsPerPacket) : '–', ns(s.addedNsPerPacket),
       latency(s.latencyLow), latency(s.latencyHigh), cores(t), ratio || '–',
     ]);
   }
@@ -50,7 +51,7 @@ export function udpRows(report: BenchReport): string[][] {
 }
 
 export const udpHeader = [
-  'scenario', 'offered kpps', 'delivered kpps', 'loss', 'fwd thread ns/pkt (busy)', 'added ns/pkt',
+  'scenario', 'offered kpps', 'delivered kpps', 'loss', 'fwd thread ns/pkt (busy)', 'CPU-bound kpps', 'added ns/pkt',
   'µs p50/p99/p99.9 @10 kpps', 'µs p50/p99/p99.9 @80%', 'cores busy (gen / fwd)', 'l4lb vs baseline',
 ];
 
@@ -66,6 +67,7 @@ export function renderMarkdown(report: BenchReport): string {
   out.push(`### UDP through each forwarder\n`);
   out.push(
     'Flat out (the generator offers what one core can); fwd thread ns/pkt = the forwarding thread\'s CPU time per received frame (user-space forwarders), with the engine\'s busy-time accounting (wall time of non-empty batches) in parentheses; ' +
+      'CPU-bound kpps = 1 s / fwd thread ns/pkt, what the forwarder would deliver with its CPU to itself; ' +
       'added ns/pkt = CPU time of every thread the run used (generator, sink reader, forwarder thread, ksoftirqd: on veth they carry the kernel work their sends trigger, a kernel forwarder\'s included) per delivered packet, less the calibration\'s (in parentheses) at the same frame size; ' +
       `latency = sink's kernel receive time − generator stamp, at ${report.settings.lowRatePps / 1000} kpps and at ${report.settings.highRateFraction * 100}% of the delivered rate.\n`,
   );
@@ -75,10 +77,10 @@ export function renderMarkdown(report: BenchReport): string {
     out.push(`\n#### At the generator's calibrated single-core rate\n`);
     out.push(
       table(
-        ['scenario', 'offered kpps', 'delivered kpps', 'loss', 'busy ns/pkt', 'drops (forwarder)'],
+        ['scenario', 'offered kpps', 'delivered kpps', 'loss', 'fwd thread ns/pkt (busy)', 'drops (forwarder)'],
         paced.map((s) => [
-          `${s.forwarder}, ${s.frameSize} B, ${flowsLabel(s.flows)} flows`, kpps(s.atCalibratedRate!.offeredPps), kpps(s.atCalibratedRate!.deliveredPps),
-          pct(s.atCalibratedRate!.loss, 3), ns(s.atCalibratedRate!.forwarderBusyNsPerPacket),
+          `${s.forwarder}, ${s.frameSize} B, ${flowsLabel(s.flows)} flow${s.flows === 1 ? '' : 's'}`, kpps(s.atCalibratedRate!.offeredPps), kpps(s.atCalibratedRate!.deliveredPps),
+          pct(s.atCalibratedRate!.loss, 3), `${ns(s.atCalibratedRate!.forwarderThreadNsPerPacket)} (${ns(s.atCalibratedRate!.forwarderBusyNsPerPacket)})`,
           Object.entries(s.atCalibratedRate!.forwarderDrops ?? {}).map(([k, v]) => `${k} ${v}`).join(', ') || '–',
         ]),
       ),
@@ -89,10 +91,10 @@ export function renderMarkdown(report: BenchReport): string {
     out.push(`\n### New-flow storm and flow memory\n`);
     out.push(
       table(
-        ['scenario', 'status', 'offered kpps', 'delivered kpps', 'loss', 'busy ns/pkt', 'added ns/pkt', 'flows held', 'table bytes/flow', 'RSS bytes/flow'],
+        ['scenario', 'status', 'offered kpps', 'delivered kpps', 'loss', 'fwd thread ns/pkt (busy)', 'added ns/pkt', 'flows held', 'table bytes/flow', 'RSS bytes/flow'],
         storms.map((s) => [
           `${s.name} (${s.forwarder})`, s.status === 'ok' ? 'ok' : `${s.status}: ${s.reason ?? ''}`, kpps(s.run?.offeredPps), kpps(s.run?.deliveredPps), pct(s.run?.loss, 3),
-          ns(s.run?.forwarderBusyNsPerPacket), ns(s.addedNsPerPacket), s.flowsHeld?.toLocaleString('en-US') ?? '–',
+          s.run?.forwarderThreadNsPerPacket !== undefined ? `${ns(s.run.forwarderThreadNsPerPacket)} (${ns(s.run.forwarderBusyNsPerPacket)})` : '–', ns(s.addedNsPerPacket), s.flowsHeld?.toLocaleString('en-US') ?? '–',
           ns(s.tableBytesPerFlow), ns(s.rssBytesPerFlow),
         ]),
       ),
@@ -164,7 +166,7 @@ export function renderMarkdown(report: BenchReport): string {
 
 /** The few lines printed at the end of a run. */
 export function renderHeadline(report: BenchReport): string {
-  const rows = udpRows(report).map((r) => (r[1] === 'failed' || r[1] === 'unavailable' ? [r[0]!, r[1]!, '', '', '', '', r[9]!] : [r[0]!, r[2]!, r[3]!, r[4]!, r[5]!, r[6]!, '']));
+  const rows = udpRows(report).map((r) => (r[1] === 'failed' || r[1] === 'unavailable' ? [r[0]!, r[1]!, '', '', '', '', r[10]!] : [r[0]!, r[2]!, r[3]!, r[4]!, r[6]!, r[7]!, '']));
   const header = ['scenario', 'delivered kpps', 'loss', 'fwd thread (busy) ns/pkt', 'added ns/pkt', 'µs p50/p99/p99.9 @10k', ''];
   for (const s of report.scenarios.filter((x): x is TcpScenario => x.kind === 'tcp' && x.status === 'ok')) {
     const cpu = s.connections?.forwarderCpuNsPerConnection;
