@@ -9,7 +9,7 @@
 import { cpus, totalmem } from 'node:os';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { loadBinding } from '../lib/native/binding.js';
-import { microCases, runMicro } from './micro/micro.js';
+import { microCaseCount, runMicro } from './micro/micro.js';
 import { renderHeadline, renderMarkdown, renderSvg } from './report/render.js';
 import { evaluateTargets } from './report/targets.js';
 import type { BenchReport, IdleScenario, StormScenario, TcpScenario, UdpScenario } from './report/types.js';
@@ -190,7 +190,7 @@ async function main(): Promise<void> {
   };
 
   const frameSizes = [...new Set(plan.udp.map((s) => s.frameSize).concat(plan.storms.length > 0 ? [64] : []))].sort((a, b) => a - b);
-  const microSteps = plan.micro ? microCases(binding, mode !== 'full').length : 0;
+  const microSteps = plan.micro ? microCaseCount(mode !== 'full') : 0;
   const steps = 1 + frameSizes.length + plan.udp.length + (plan.ipvs ? 1 : 0) + plan.storms.length + (plan.idle ? 2 : 0) + plan.tcp.length + microSteps;
   const progress = new Progress(steps);
   if (nproc < 2) progress.note('bench: one CPU only: generator and forwarder share it, so rates and costs mix');
@@ -326,7 +326,7 @@ async function main(): Promise<void> {
       try {
         for (const forwarder of plan.tcp) {
           progress.next(`tcp-${forwarder}`);
-          report.scenarios.push(await measureTcp(bed, forwarder, settings.throughputMs * 2));
+          report.scenarios.push(await measureTcp(bed, forwarder, settings.throughputMs * 3));
         }
       } finally {
         await server.stop();
@@ -474,6 +474,9 @@ async function measureMillionFlows(
   }
 }
 
+/** Connections per second at which every forwarder's CPU per connection is compared. */
+const tcpComparisonRate = 250;
+
 async function measureTcp(bed: Testbed, forwarder: TcpForwarder, durationMs: number): Promise<TcpScenario> {
   const scenario: TcpScenario = { name: `tcp-${forwarder}`, kind: 'tcp', forwarder, status: 'ok' };
   let stop: () => Promise<void> = async () => {};
@@ -498,9 +501,14 @@ async function measureTcp(bed: Testbed, forwarder: TcpForwarder, durationMs: num
       else await enableNftDnat(bed);
       stop = () => disableKernelForwarding(bed);
     }
-    const half = Math.max(500, durationMs / 2);
-    scenario.connections = await tcpConnections(bed, forwarder, { durationMs: half, concurrency: 8, ...(balancer ? { balancer } : {}), ...(processCpu ? { processCpuNs: processCpu } : {}) });
-    scenario.bulk = await tcpBulk(bed, forwarder, { durationMs: half, ...(balancer ? { balancer } : {}), ...(processCpu ? { processCpuNs: processCpu } : {}) });
+    const third = Math.max(500, durationMs / 3);
+    const extra = { ...(balancer ? { balancer } : {}), ...(processCpu ? { processCpuNs: processCpu } : {}) };
+    // The connection rate each forwarder reaches (the client and server limit it here), then the CPU
+    // per connection at one rate for all, below the slowest forwarder's: adaptive polling costs
+    // depend on the rate, so CPU per connection is compared at the same one.
+    scenario.connections = await tcpConnections(bed, forwarder, { durationMs: third, concurrency: 8, ...extra });
+    scenario.connectionsAtSameRate = await tcpConnections(bed, forwarder, { durationMs: third, concurrency: 8, ratePerSecond: tcpComparisonRate, ...extra });
+    scenario.bulk = await tcpBulk(bed, forwarder, { durationMs: third, ...extra });
     if (scenario.connections.completed === 0) {
       scenario.status = 'failed';
       scenario.reason = `no connection completed (${scenario.connections.firstError ?? 'no error'})`;
@@ -514,7 +522,6 @@ async function measureTcp(bed: Testbed, forwarder: TcpForwarder, durationMs: num
   return scenario;
 }
 
-export type { UdpRunResult };
 
 main().catch((error) => {
   console.error(`bench: ${(error as Error).stack ?? error}`);

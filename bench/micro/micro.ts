@@ -40,10 +40,26 @@ const methodFixtures: Record<string, string> = {
   gre: 'gre-encapsulation-with-key',
 };
 
+/** What each mode measures (quick: the default run; full: --full). */
+function selection(quick: boolean) {
+  return {
+    schedulers: quick ? ['wrr', 'maglev'] : ['rr', 'wrr', 'lc', 'wlc', 'sh', 'maglev'],
+    flowCases: quick ? 2 : 3,
+    maglevBackends: quick ? [1000] : [10, 100, 1000],
+    rewrites: quick ? ['copy', 'nat'] : ['copy', 'parse', 'nat', 'fullnat', 'dr', 'ipip', 'gre'],
+    engineMethods: quick ? ['nat'] : Object.keys(methodFixtures),
+  };
+}
+
+export function microCaseCount(quick: boolean): number {
+  const s = selection(quick);
+  return s.schedulers.length + s.flowCases + s.maglevBackends.length + s.rewrites.length + s.engineMethods.length;
+}
+
 export function microCases(binding: NativeBinding, quick: boolean): MicroCase[] {
   const b = binding.bench;
   const cases: MicroCase[] = [];
-  const schedulers = quick ? ['wrr', 'maglev'] : ['rr', 'wrr', 'lc', 'wlc', 'sh', 'maglev'];
+  const { schedulers, maglevBackends, rewrites, engineMethods } = selection(quick);
   for (const kind of schedulers) {
     const pick = new b.SchedulerPick(kind, 100);
     cases.push({ name: `scheduler pick: ${kind}, 100 backends`, group: 'scheduler', iterations: 10_000, fn: () => pick.run(10_000) });
@@ -54,11 +70,11 @@ export function microCases(binding: NativeBinding, quick: boolean): MicroCase[] 
   cases.push({ name: 'flow lookup (hit)', group: 'flow-table', iterations: 10_000, fn: () => table.lookupHits(10_000), detail });
   if (!quick) cases.push({ name: 'flow lookup (miss)', group: 'flow-table', iterations: 10_000, fn: () => table.lookupMisses(10_000), detail });
   cases.push({ name: 'flow insert + remove (nat: 2 entries)', group: 'flow-table', iterations: 10_000, fn: () => table.insertRemove(10_000), detail });
-  for (const backends of quick ? [1000] : [10, 100, 1000]) {
+  for (const backends of maglevBackends) {
     cases.push({ name: `maglev build: M = 65537, ${backends} backends`, group: 'maglev', iterations: 1, fn: () => b.maglevBuildNs(backends, 65537) });
   }
   const natFrame = fixtureFrame(methodFixtures.nat!).frame;
-  for (const kind of quick ? ['copy', 'nat'] : ['copy', 'parse', 'nat', 'fullnat', 'dr', 'ipip', 'gre']) {
+  for (const kind of rewrites) {
     const frame = kind in methodFixtures ? fixtureFrame(methodFixtures[kind]!).frame : natFrame;
     const rewrite = new b.Rewrite(kind, frame);
     cases.push({
@@ -69,7 +85,7 @@ export function microCases(binding: NativeBinding, quick: boolean): MicroCase[] 
       detail: `${frame.length}-byte fixture frame`,
     });
   }
-  for (const method of quick ? ['nat'] : Object.keys(methodFixtures)) {
+  for (const method of engineMethods) {
     const f = fixtureFrame(methodFixtures[method]!);
     const step = new b.EngineStep(compileSnapshot(binding.layout, f.config), f.config.ports.length, f.port, f.frame);
     cases.push({

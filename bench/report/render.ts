@@ -110,16 +110,19 @@ export function renderMarkdown(report: BenchReport): string {
     );
     out.push(
       table(
-        ['forwarder', 'conn/s', 'failed', 'forwarder µs/conn', 'l4lb busy µs/conn', 'forwarder CPU µs/conn', 'both cores µs/conn', 'bulk Gbit/s', 'forwarder ms/GB'],
+        ['forwarder', 'conn/s', 'failed', 'forwarder µs/conn', 'l4lb busy µs/conn', 'forwarder CPU µs/conn', 'both cores µs/conn', 'at the same rate: conn/s, forwarder µs/conn', 'bulk Gbit/s', 'forwarder ms/GB'],
         tcp.map((s) =>
           s.status !== 'ok'
-            ? [s.forwarder, `${s.status}: ${s.reason ?? ''}`, '', '', '', '', '', '', '']
+            ? [s.forwarder, `${s.status}: ${s.reason ?? ''}`, '', '', '', '', '', '', '', '']
             : [
                 s.forwarder, s.connections?.connectionsPerSecond.toFixed(0) ?? '–', String(s.connections?.failed ?? '–'),
                 us(s.connections?.forwarderCpuNsPerConnection !== undefined ? s.connections.forwarderCpuNsPerConnection / 1000 : undefined),
                 us(s.connections?.workerBusyNsPerConnection !== undefined ? s.connections.workerBusyNsPerConnection / 1000 : undefined),
                 us(s.connections ? s.connections.forwarderCoreNsPerConnection / 1000 : undefined),
                 us(s.connections ? s.connections.systemNsPerConnection / 1000 : undefined),
+                s.connectionsAtSameRate
+                  ? `${s.connectionsAtSameRate.connectionsPerSecond.toFixed(0)}, ${us(s.connectionsAtSameRate.forwarderCpuNsPerConnection !== undefined ? s.connectionsAtSameRate.forwarderCpuNsPerConnection / 1000 : undefined)}`
+                  : '–',
                 s.bulk ? (s.bulk.bitsPerSecond / 1e9).toFixed(2) : '–',
                 s.bulk?.forwarderCpuNsPerMegabyte !== undefined ? (s.bulk.forwarderCpuNsPerMegabyte / 1e3).toFixed(1) : '–',
               ],

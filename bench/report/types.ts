@@ -79,7 +79,10 @@ export interface TcpScenario {
   forwarder: string;
   status: Status;
   reason?: string;
+  /** As many connections as the client gets through. */
   connections?: TcpConnectionsResult;
+  /** New connections at one fixed rate for every forwarder (CPU per connection compared there). */
+  connectionsAtSameRate?: TcpConnectionsResult;
   bulk?: TcpBulkResult;
 }
 

@@ -103,7 +103,7 @@ async function measure<T>(
 export async function tcpConnections(
   bed: Testbed,
   forwarder: TcpForwarder,
-  options: { durationMs: number; concurrency: number; balancer?: BalancerUnderTest; processCpuNs?: () => number },
+  options: { durationMs: number; concurrency: number; ratePerSecond?: number; balancer?: BalancerUnderTest; processCpuNs?: () => number },
 ): Promise<TcpConnectionsResult> {
   const target = tcpTarget(forwarder);
   const { value, run } = await measure(
@@ -112,6 +112,7 @@ export async function tcpConnections(
       const { stdout } = await bed.gen.exec([
         'taskset', '-c', String(bed.generatorCpu), process.execPath, client, 'connections',
         target.address, String(target.port), String(options.durationMs), String(options.concurrency),
+        ...(options.ratePerSecond ? [String(options.ratePerSecond)] : []),
       ]);
       return JSON.parse(stdout.trim().split('\n').pop()!) as { completed: number; failed: number; firstError?: string; seconds: number };
     },
