@@ -35,22 +35,24 @@ export function evaluateTargets(r: BenchReport): Target[] {
     });
   }
 
-  // 2. nat with 65,536 flows <= 1.2x the MAC-only forwarder's ns per packet:
-  // the forwarding threads' CPU time per packet (exact; busy-time
-  // accounting, also shown, is wall time and counts a preempted worker's wait).
+  // 2. nat with 65,536 flows <= 1.2x the MAC-only forwarder's ns per packet,
+  // by the busy-time accounting both keep (wall time of batches that received
+  // frames). The threads' CPU time per packet is shown beside it: it also
+  // counts the empty polls between batches (l4lb's run an expiry step each)
+  // and, unlike wall time, no wait of a preempted thread.
   const nat = find(r, 'l4lb-nat', 64, [65536, 1]);
   const mac = nat ? find(r, 'mac-only', 64, [nat.flows]) : undefined;
   const natThread = nat?.throughput?.forwarderThreadNsPerPacket;
   const macThread = mac?.throughput?.forwarderThreadNsPerPacket;
-  if (nat && mac && natThread && macThread) {
-    const ratio = natThread / macThread;
-    const busy = nat.throughput!.forwarderBusyNsPerPacket && mac.throughput!.forwarderBusyNsPerPacket
-      ? `; busy-time accounting ${ns(nat.throughput!.forwarderBusyNsPerPacket)} vs ${ns(mac.throughput!.forwarderBusyNsPerPacket)}: ${(nat.throughput!.forwarderBusyNsPerPacket / mac.throughput!.forwarderBusyNsPerPacket).toFixed(2)}x`
-      : '';
+  const natBusy = nat?.throughput?.forwarderBusyNsPerPacket;
+  const macBusy = mac?.throughput?.forwarderBusyNsPerPacket;
+  if (nat && mac && natBusy && macBusy) {
+    const ratio = natBusy / macBusy;
+    const thread = natThread && macThread ? `; thread CPU ${ns(natThread)} vs ${ns(macThread)}: ${(natThread / macThread).toFixed(2)}x` : '';
     targets.push({
       name: `L4 work is cheap: nat, ${nat.flows} flows, 64 B, vs MAC-only`,
-      target: "<= 1.2x the MAC-only forwarder's ns per packet (thread CPU)",
-      measured: `${ns(natThread)} vs ${ns(macThread)}: ${ratio.toFixed(2)}x${busy}`,
+      target: "<= 1.2x the MAC-only forwarder's busy ns per packet",
+      measured: `${ns(natBusy)} vs ${ns(macBusy)}: ${ratio.toFixed(2)}x${thread}`,
       met: ratio <= 1.2,
       ...(ratio > 1.2 ? { gap: `${(ratio / 1.2).toFixed(2)}x the limit` } : {}),
     });
