@@ -165,6 +165,7 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
       workers: o.workers,
       threaded: true,
       polling: o.polling,
+      spinUs: Math.round(o.spinMs * 1000),
       flowSlots: o.flows.capacity * 2,
       backendSlots: o.maxBackends,
       ...(o.hashKey ? { hashKey: o.hashKey } : {}),

@@ -15,10 +15,18 @@ export interface NativeEngineOptions {
   /** Start worker threads (else the caller steps the workers with poll()). */
   threaded?: boolean;
   polling?: 'busy' | 'adaptive';
+  /** Adaptive polling: microseconds of polling after the last frame before a worker sleeps. */
+  spinUs?: number;
+  /** Flow expiry tick (default 50 ms). */
+  expiryIntervalMs?: number;
   flowSlots?: number;
   backendSlots?: number;
   maglevTableSize?: number;
   ringFrames?: number;
+  /** Memory driver: the longest frame a port takes (default 9216; up to 65553 for aggregates). */
+  maxFrame?: number;
+  /** Memory driver: what its ports claim to offload (tests of both transmit paths). */
+  memoryOffloads?: { checksum?: boolean; segmentation?: boolean };
   /** Records per worker event ring (rounded up to a power of two). */
   eventRecords?: number;
   /** Minimum time between two event records of one kind from one worker. */
@@ -37,9 +45,8 @@ export interface NativeEngineOptions {
   afPacket?: {
     interfaces: string[];
     txMethod?: 'sendmmsg' | 'ring';
-    rxBlockSize?: number;
-    rxBlockCount?: number;
-    rxBlockTimeoutMs?: number;
+    /** Receive ring slots per socket. */
+    rxFrames?: number;
     /** Worker i runs on CPU cpus[i]. */
     cpus?: number[];
   };
@@ -56,6 +63,23 @@ export interface NativePortCounters {
   kernelDrops: number;
   /** BPF filter replacements the kernel refused (engine-wide). */
   filterErrors: number;
+  /** How the driver runs the interface ('tpacket_v2', 'memory', ...). */
+  mode: string;
+}
+
+/** Offload metadata of a frame (core::Frame): GSO aggregates and partial checksums. */
+export interface NativeFrameOffload {
+  /** 0 none, 1 TCP over IPv4, 2 TCP over IPv6, 3 UDP (each segment a datagram). */
+  gsoType?: number;
+  gsoSize?: number;
+  headerLen?: number;
+  csumStart?: number;
+  csumOffset?: number;
+}
+
+export interface NativeTakenFrame extends Required<NativeFrameOffload> {
+  frame: Buffer;
+  flags: number;
 }
 
 /** Per-worker counters; names come from native/core/counters.h. */
@@ -79,9 +103,10 @@ export interface NativeEngine {
   /** Manual mode: runs one batch of every worker with the given clock (ns). Returns frames received. */
   poll(nowNs: bigint | number): number;
   /** Memory driver: a frame arriving on `port`. False when the ring is full or the frame too long. */
-  inject(port: number, frame: Uint8Array, flags?: number): boolean;
-  /** Memory driver: the next frame transmitted on `port`, or null. */
+  inject(port: number, frame: Uint8Array, flags?: number, offload?: NativeFrameOffload): boolean;
+  /** Memory driver: the next frame transmitted on `port`, or null; with its flags and offload metadata when asked. */
   take(port: number): Buffer | null;
+  take(port: number, withOffload: true): NativeTakenFrame | null;
   counters(): NativeWorkerCounters[];
   backendCounters(slots: number[]): NativeBackendCounters[];
   flowOccupancy(): { forward: number; reverse: number; templates: number };
