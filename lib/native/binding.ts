@@ -17,7 +17,7 @@ export interface NativeEngineOptions {
   polling?: 'busy' | 'adaptive';
   /** Adaptive polling: microseconds of polling after the last frame before a worker sleeps. */
   spinUs?: number;
-  /** Flow expiry tick (default 50 ms). */
+  /** Flow expiry tick (default 100 ms). */
   expiryIntervalMs?: number;
   flowSlots?: number;
   backendSlots?: number;

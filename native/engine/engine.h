@@ -60,9 +60,12 @@ struct EngineOptions {
   uint64_t spin_ns = 50'000;
   // Flow expiry runs from a timer, never in empty polls: every
   // expiry_interval_ms each worker examines its share of a slice sized so
-  // that a full pass over the table takes about expiry_pass_ms.
-  uint32_t expiry_interval_ms = 50;
-  uint32_t expiry_pass_ms = 5'000;
+  // that a full pass over the table takes about expiry_pass_ms. Timeouts are
+  // tens of seconds or more (10 s for closed TCP flows), and a lookup or an
+  // insert that meets an expired entry removes it at once, so the sweep only
+  // has to return idle flows' memory and counts within a pass of 30 s.
+  uint32_t expiry_interval_ms = 100;
+  uint32_t expiry_pass_ms = 30'000;
   uint32_t flow_slots = 1u << 16;
   core::FlowTimeouts timeouts;
   uint32_t backend_slots = 4096;
