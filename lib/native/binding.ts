@@ -290,6 +290,12 @@ export interface NativeBinding {
   readonly Decapsulator: NativeDecapsulatorClass;
   /** The benchmark's generator, sink, MAC-only forwarder and micro kernels (bench/). */
   readonly bench: NativeBench;
+  /**
+   * SO_NETNS_COOKIE of the network namespace at `path` (an nsfs file), or of
+   * the calling thread's; throws an Error with code 'ENETNS', 'ESOCKET' or
+   * 'EUNSUPPORTED' (a kernel before 5.14).
+   */
+  netnsCookie(path?: string): bigint;
 }
 
 /** The ABI version this TypeScript code was written against. */
