@@ -5,6 +5,7 @@
 // the project (DESIGN.md §3.11); layouts and names come from the addon at run
 // time, never duplicated here.
 import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import type { Layout } from '../shm/layout.js';
@@ -314,6 +315,12 @@ export interface NativeBinding {
   readonly Decapsulator: NativeDecapsulatorClass;
   /** The benchmark's generator, sink, MAC-only forwarder and micro kernels (bench/). */
   readonly bench: NativeBench;
+  /**
+   * SO_NETNS_COOKIE of the network namespace at `path` (an nsfs file), or of
+   * the calling thread's; throws an Error with code 'ENETNS', 'ESOCKET' or
+   * 'EUNSUPPORTED' (a kernel before 5.14).
+   */
+  netnsCookie(path?: string): bigint;
 }
 
 /** The ABI version this TypeScript code was written against. */
@@ -332,6 +339,17 @@ let cached: NativeBinding | undefined;
 /** The path of the addon file that `loadBinding(dir)` would load. */
 export function resolveBindingPath(dir: string = packageRoot): string {
   return nodeGypBuild.resolve(dir);
+}
+
+/**
+ * Where an optional native library (an AF_XDP or DPDK driver linked against
+ * libraries the main addon must not depend on) lives: beside the addon file
+ * that loads, `<name>.so` in build/Release or in the prebuild directory.
+ * The addon opens it with dlopen when the driver is asked for, so a machine
+ * without those libraries still loads the addon (docs/packaging.md).
+ */
+export function nativeLibraryPath(name: string, dir: string = packageRoot): string {
+  return join(dirname(resolveBindingPath(dir)), `${name}.so`);
 }
 
 /** Loads (once per package root) and checks the addon. */
