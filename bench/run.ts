@@ -14,7 +14,7 @@ import { renderHeadline, renderMarkdown, renderSvg } from './report/render.js';
 import { evaluateTargets } from './report/targets.js';
 import { spawn } from 'node:child_process';
 import type { BenchReport, HogScenario, IdleScenario, StormScenario, TcpScenario, UdpScenario } from './report/types.js';
-import { cpuDelta, loadAverage, processCpuNs, sampleCpu } from './throughput/cpu.js';
+import { cpuDelta, loadAverage, processCpuNs, processTreeRunNs, sampleCpu, threadRunNs } from './throughput/cpu.js';
 import { kernelForwarder, l4lbForwarder, macOnlyForwarder, methods, type RunningForwarder, startBalancer, udpService } from './throughput/forwarders.js';
 import type { BalancerUnderTest } from './throughput/l4lb-process.js';
 import { startTcpServer, tcpBulk, tcpConnections, tcpService, type TcpForwarder } from './throughput/tcp.js';
@@ -276,7 +276,8 @@ async function main(): Promise<void> {
       await balancer.waitUntilResolved();
       report.scenarios.push(await measureIdle(bed, balancer, progress, 'idle-l4lb'));
       // Idle again while the table holds 65,536 flows (a balancer just after traffic: UDP flows live 300 s).
-      await udp.run({ path: 'forward', frameSize: 64, flows: 65536, durationMs: 400 });
+      // Paced so that every flow's frames arrive (flat out, a loaded machine drops some).
+      await udp.run({ path: 'forward', frameSize: 64, flows: 65536, ratePps: 100_000, durationMs: 1500 });
       report.scenarios.push(await measureIdle(bed, balancer, progress, 'idle-l4lb-with-flows'));
       await balancer.close();
       balancer = undefined;
@@ -383,17 +384,23 @@ async function main(): Promise<void> {
 
 // ---- scenarios with their own procedure ----------------------------------------------------------
 
+// Long enough that a wake-up every 100 ms and a sample every second show as what they cost.
+const idleSeconds = 10;
+
 async function measureIdle(bed: Testbed, balancer: BalancerUnderTest, progress: Progress, name: string): Promise<IdleScenario> {
   progress.next(name);
   // Let the last run's frames drain and the worker fall back to sleeping.
   await sleep(500);
   const threads = balancer.workerTids.map((tid) => ({ pid: balancer.pid, tid }));
-  const processBefore = processCpuNs(balancer.pid);
+  const workerRunNs = () => balancer.workerTids.reduce((sum, tid) => sum + threadRunNs(balancer.pid, tid), 0);
+  const processBefore = processTreeRunNs(balancer.pid);
+  const workerBefore = workerRunNs();
   const before = sampleCpu(threads);
-  await sleep(3000);
+  await sleep(idleSeconds * 1000);
   const after = sampleCpu(threads);
+  const processAfter = processTreeRunNs(balancer.pid);
+  const workerAfter = workerRunNs();
   const cpu = cpuDelta(before, after);
-  const workerNs = Object.values(cpu.threads).reduce((a, b) => a + b, 0);
   const flows = (await balancer.snapshot()).stats.flows.active;
   return {
     name,
@@ -402,8 +409,8 @@ async function measureIdle(bed: Testbed, balancer: BalancerUnderTest, progress: 
     status: threads.length > 0 ? 'ok' : 'failed',
     ...(threads.length === 0 ? { reason: 'the worker thread was not found' } : {}),
     seconds: cpu.wallNs / 1e9,
-    workerCpu: workerNs / cpu.wallNs,
-    processCpu: (processCpuNs(balancer.pid) - processBefore) / cpu.wallNs,
+    workerCpu: (workerAfter - workerBefore) / cpu.wallNs,
+    processCpu: (processAfter - processBefore) / cpu.wallNs,
     forwarderCore: cpu.cores[bed.forwarderCpu]!,
   };
 }

@@ -92,7 +92,9 @@ interface PublishOutcome {
 }
 
 const constructing = Symbol('LoadBalancer.create');
-const eventPollMs = 100;
+// The workers signal new event records (onEvents); this slow read is the
+// timer that keeps a running balancer's process alive, and a safety net.
+const eventPollMs = 1000;
 const zeroCounters: BackendCounterValues = { packets: 0, bytes: 0, flowsCreated: 0 };
 
 function isThenable(value: unknown): boolean {
@@ -178,6 +180,7 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
         udpMs: o.flows.udpTimeoutMs,
       },
       ...this.#driver.engineOptions(),
+      onEvents: () => this.#drainEvents(),
     });
     this.#engine = engine;
     const layout = this.#binding.layout;
@@ -711,7 +714,9 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
   }
 
   #drainEvents(): void {
-    if (this.#closing) return;
+    if (this.#closing || !this.#engine) return;
+    // Before reading: a record that lands while we read signals again.
+    this.#engine.eventsDrained();
     let probe = false;
     let lost = 0;
     for (const ring of this.#rings) {

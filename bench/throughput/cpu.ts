@@ -103,6 +103,52 @@ export function processCpuNs(pid: number): number {
   return fields ? (Number(fields[11]) + Number(fields[12])) * nsPerTick : 0;
 }
 
+/**
+ * Time on CPU in ns, to the nanosecond, of a process's live threads and of
+ * its descendants' (the balancer's `ip monitor`), from schedstat. The idle
+ * scenarios need it: a few milliseconds a second is a handful of the 10 ms
+ * ticks /proc/PID/stat counts in.
+ */
+export function processTreeRunNs(pid: number): number {
+  const processes = readProcesses();
+  const tree = new Set([pid]);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const p of processes) {
+      if (tree.has(p.ppid) && !tree.has(p.pid)) {
+        tree.add(p.pid);
+        grew = true;
+      }
+    }
+  }
+  let ns = 0;
+  for (const member of tree) {
+    let tasks: string[] = [];
+    try {
+      tasks = readdirSync(`/proc/${member}/task`);
+    } catch {
+      continue; // exited
+    }
+    for (const tid of tasks) {
+      try {
+        ns += Number(readFileSync(`/proc/${member}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+      } catch {
+        // exited between the listing and the read
+      }
+    }
+  }
+  return ns;
+}
+
+/** A thread's time on CPU in ns from schedstat (0 if it is gone). */
+export function threadRunNs(pid: number, tid: number): number {
+  try {
+    return Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+  } catch {
+    return 0;
+  }
+}
+
 export function sampleCpu(threads: Array<{ pid: number; tid: number }> = []): CpuSample {
   const processes = readProcesses();
   const children = new Map<number, number[]>();

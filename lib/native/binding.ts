@@ -18,6 +18,11 @@ export interface NativeEngineOptions {
   polling?: 'busy' | 'adaptive';
   /** Adaptive polling: microseconds of polling after the last frame before a worker sleeps. */
   spinUs?: number;
+  /**
+   * Called on the JS thread when an event ring gains a record after
+   * eventsDrained(); not again until the next eventsDrained().
+   */
+  onEvents?: () => void;
   /** Flow expiry tick (default 100 ms). */
   expiryIntervalMs?: number;
   flowSlots?: number;
@@ -119,6 +124,8 @@ export interface NativeEngine {
   sharedMemory(): ArrayBuffer;
   /** Manual mode only: pushes a record into a worker's event ring as that worker would. False when full. */
   postEvent(worker: number, kind: number, count: number, detail: number): boolean;
+  /** The caller is about to read the event rings: the next record calls onEvents again. */
+  eventsDrained(): void;
   start(): void;
   /** Idempotent: stops the workers and frees the engine. */
   /** AF_PACKET ports only: per-port counters (empty for memory ports). */

@@ -44,6 +44,7 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
                            InstanceMethod<&EngineHandle::MaglevChangedSlots>("maglevChangedSlots"),
                            InstanceMethod<&EngineHandle::SharedMemory>("sharedMemory"),
                            InstanceMethod<&EngineHandle::PostEvent>("postEvent"),
+                           InstanceMethod<&EngineHandle::EventsDrained>("eventsDrained"),
                            InstanceMethod<&EngineHandle::Start>("start"),
                            InstanceMethod<&EngineHandle::PortCounters>("portCounters"),
                            InstanceMethod<&EngineHandle::Close>("close"),
@@ -150,8 +151,17 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
       CodedError(env, port_error.code.c_str(), port_error.message).ThrowAsJavaScriptException();
       return;
     }
+    if (o.Get("onEvents").IsFunction()) {
+      // Unref'd: news of events must not keep the process alive; the
+      // balancer's own timers decide that.
+      events_signal_ = Napi::ThreadSafeFunction::New(env, o.Get("onEvents").As<Napi::Function>(), "l4lb-events", 0, 1);
+      events_signal_.Unref(env);
+      created->set_events_listener([signal = events_signal_]() mutable { signal.NonBlockingCall(); });
+    }
     engine_ = std::move(created);
   }
+
+  ~EngineHandle() override { ReleaseEngine(); }
 
  private:
   bool CheckOpen(Napi::Env env) {
@@ -380,6 +390,13 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
                                  static_cast<uint64_t>(info[3].As<Napi::Number>().DoubleValue())));
   }
 
+  // eventsDrained(): the reader is about to read the event rings; the next
+  // record calls onEvents again.
+  Napi::Value EventsDrained(const Napi::CallbackInfo& info) {
+    if (CheckOpen(info.Env())) engine_->events_drained();
+    return info.Env().Undefined();
+  }
+
   // portCounters() -> per port { rxPackets, rxBytes, txPackets, txBytes, txDropped, kernelDrops } (AF_PACKET), plus filterErrors.
   Napi::Value PortCounters(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -409,8 +426,7 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
 
   // Idempotent: stops the workers and frees everything the engine holds.
   Napi::Value Close(const Napi::CallbackInfo& info) {
-    engine_.reset();
-    memory_.reset();
+    ReleaseEngine();
     if (!shared_memory_.IsEmpty()) {
       shared_memory_.Value().Detach();
       shared_memory_.Reset();
@@ -418,6 +434,17 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
     return info.Env().Undefined();
   }
 
+  // The workers are stopped before the signal they call is released.
+  void ReleaseEngine() {
+    engine_.reset();
+    memory_.reset();
+    if (events_signal_) {
+      events_signal_.Release();
+      events_signal_ = Napi::ThreadSafeFunction();
+    }
+  }
+
+  Napi::ThreadSafeFunction events_signal_;
   std::unique_ptr<engine::Engine> engine_;
   std::shared_ptr<io::MemoryDriver> memory_;  // the engine's driver, when it is the memory one
   std::vector<uint8_t> take_buffer_;

@@ -240,9 +240,7 @@ void Engine::report_signals(Worker& worker, uint64_t now_ns) {
     if (total == worker.signal_reported[i]) continue;
     if (worker.signal_time_ns[i] != 0 && now_ns - worker.signal_time_ns[i] < options_.signal_interval_ns) continue;
     // A full ring keeps the count for the next attempt; the ring counts the loss.
-    if (!worker.events.push(kSignalSources[i].kind, worker.index, now_ns, total - worker.signal_reported[i], total)) {
-      continue;
-    }
+    if (!push_event(worker, kSignalSources[i].kind, now_ns, total - worker.signal_reported[i], total)) continue;
     worker.signal_reported[i] = total;
     worker.signal_time_ns[i] = now_ns == 0 ? 1 : now_ns;
   }
@@ -250,7 +248,15 @@ void Engine::report_signals(Worker& worker, uint64_t now_ns) {
 
 bool Engine::post_event(uint32_t worker, shm::EventKind kind, uint64_t time_ns, uint64_t count, uint64_t detail) {
   if (worker >= workers_.size()) return false;
-  return workers_[worker]->events.push(kind, worker, time_ns, count, detail);
+  return push_event(*workers_[worker], kind, time_ns, count, detail);
+}
+
+bool Engine::push_event(Worker& worker, shm::EventKind kind, uint64_t time_ns, uint64_t count, uint64_t detail) {
+  if (!worker.events.push(kind, worker.index, time_ns, count, detail)) return false;
+  // After the record is published (the ring's release store of its tail):
+  // a reader that clears the mark and then reads the rings sees it.
+  if (events_listener_ && !events_pending_.exchange(true, std::memory_order_seq_cst)) events_listener_();
+  return true;
 }
 
 uint32_t Engine::poll(uint64_t now_ns) {

@@ -26,6 +26,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -121,6 +122,15 @@ class Engine {
   // data-plane signal that is not a drop counter (a port error, for one).
   bool post_event(uint32_t worker, shm::EventKind kind, uint64_t time_ns, uint64_t count, uint64_t detail);
   core::FlowOccupancy flow_occupancy() const { return flows_->occupancy(); }
+
+  // The reader of the event rings sleeps until there is news: `listener` is
+  // called (from a worker thread, or the caller of poll()/post_event) when a
+  // record lands while the rings are marked drained, then not again until
+  // the reader calls events_drained(), which it does before it reads the
+  // rings, so a record pushed during a read calls it once more. Set before
+  // start(); the listener must be cheap and thread-safe (it only signals).
+  void set_events_listener(std::function<void()> listener) { events_listener_ = std::move(listener); }
+  void events_drained() { events_pending_.store(false, std::memory_order_seq_cst); }
   // The configuration most recently published (control thread only).
   const core::RuntimeConfig* current_config() const { return current_.load(std::memory_order_relaxed); }
 
@@ -134,6 +144,7 @@ class Engine {
   void wake_workers();
   void reclaim_configs();
   void report_signals(Worker& worker, uint64_t now_ns);
+  bool push_event(Worker& worker, shm::EventKind kind, uint64_t time_ns, uint64_t count, uint64_t detail);
   static void transmit(void* context, uint16_t port, core::Frame* frames, uint32_t count);
   static void on_flow_added(void* context, uint32_t backend_id);
   static void on_flow_removed(void* context, uint32_t backend_id);
@@ -152,6 +163,10 @@ class Engine {
   std::vector<std::unique_ptr<core::RuntimeConfig>> configs_;  // current + not yet reclaimed
   std::atomic<const core::RuntimeConfig*> current_{nullptr};
   std::atomic<bool> running_{false};
+  std::function<void()> events_listener_;
+  // True from the first record after events_drained() until the next call:
+  // one listener call per read, however many records arrive.
+  std::atomic<bool> events_pending_{false};
 };
 
 }  // namespace l4lb::engine

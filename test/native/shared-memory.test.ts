@@ -143,6 +143,31 @@ describe('event rings', () => {
     }
   });
 
+  it('signals the reader once per read: records after eventsDrained() signal again', async () => {
+    let signals = 0;
+    const e = engine({ workers: 1, onEvents: () => (signals += 1) });
+    // A few loop turns: the signal is an async handle the loop serves in its poll phase.
+    const turn = () => new Promise((resolve) => setTimeout(resolve, 20));
+    try {
+      const ring = new EventRingReader(e.sharedMemory(), layout.stats, layout.constants, 0);
+      const kind = layout.stats.eventKinds.indexOf('port-error');
+      await turn();
+      expect(signals).toBe(0);
+      for (let i = 0; i < 3; i++) expect(e.postEvent(0, kind, 1, i)).toBe(true);
+      await turn();
+      expect(signals).toBe(1);
+      e.eventsDrained();
+      expect(ring.drain().map((ev) => ev.detail)).toEqual([0, 1, 2]);
+      await turn();
+      expect(signals).toBe(1);
+      expect(e.postEvent(0, kind, 1, 3)).toBe(true);
+      await turn();
+      expect(signals).toBe(2);
+    } finally {
+      e.close();
+    }
+  });
+
   it('never lets a hostile head make the producer overwrite unread records', () => {
     const e = engine({ workers: 1, eventRecords: 4 });
     try {
