@@ -389,8 +389,10 @@ const idleSeconds = 10;
 
 async function measureIdle(bed: Testbed, balancer: BalancerUnderTest, progress: Progress, name: string): Promise<IdleScenario> {
   progress.next(name);
-  // Let the last run's frames drain and the worker fall back to sleeping.
-  await sleep(500);
+  // Let the last run's frames drain, the worker fall back to sleeping and a
+  // freshly started process finish its start-up (module compilation, the
+  // garbage collections after it): a balancer is idle long after it started.
+  await sleep(3000);
   const threads = balancer.workerTids.map((tid) => ({ pid: balancer.pid, tid }));
   const workerRunNs = () => balancer.workerTids.reduce((sum, tid) => sum + threadRunNs(balancer.pid, tid), 0);
   const processBefore = processTreeRunNs(balancer.pid);
