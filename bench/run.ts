@@ -12,7 +12,7 @@ import { loadBinding } from '../lib/native/binding.js';
 import { microCaseCount, runMicro } from './micro/micro.js';
 import { renderHeadline, renderMarkdown, renderSvg } from './report/render.js';
 import { evaluateTargets } from './report/targets.js';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import type { BenchReport, HogScenario, IdleScenario, StormScenario, TcpScenario, UdpScenario } from './report/types.js';
 import { cpuDelta, loadAverage, processCpuNs, processTreeRunNs, sampleCpu, threadRunNs } from './throughput/cpu.js';
 import { kernelForwarder, l4lbForwarder, macOnlyForwarder, methods, type RunningForwarder, startBalancer, udpService } from './throughput/forwarders.js';
@@ -169,6 +169,12 @@ async function main(): Promise<void> {
   const nproc = cpus().length;
   const generatorCpu = 0;
   const forwarderCpu = nproc > 1 ? 1 : 0;
+  // The harness itself (Node's main thread, V8's and libuv's threads) stays
+  // off the forwarder's CPU: a harness thread there delays the forwarder's
+  // wake-ups by scheduler slices (milliseconds), which is not the
+  // forwarder's latency. Threads that pin themselves (generator, sink,
+  // MAC-only forwarder) still go where they ask.
+  if (nproc > 1) execFileSync('taskset', ['--all-tasks', '--pid', '--cpu-list', String(generatorCpu), String(process.pid)], { stdio: 'ignore' });
   const binding = loadBinding();
   const startedAt = Date.now();
   const report: BenchReport = {
