@@ -12,7 +12,8 @@ import { loadBinding } from '../lib/native/binding.js';
 import { microCaseCount, runMicro } from './micro/micro.js';
 import { renderHeadline, renderMarkdown, renderSvg } from './report/render.js';
 import { evaluateTargets } from './report/targets.js';
-import type { BenchReport, IdleScenario, StormScenario, TcpScenario, UdpScenario } from './report/types.js';
+import { spawn } from 'node:child_process';
+import type { BenchReport, HogScenario, IdleScenario, StormScenario, TcpScenario, UdpScenario } from './report/types.js';
 import { cpuDelta, loadAverage, processCpuNs, sampleCpu } from './throughput/cpu.js';
 import { kernelForwarder, l4lbForwarder, macOnlyForwarder, methods, type RunningForwarder, startBalancer, udpService } from './throughput/forwarders.js';
 import type { BalancerUnderTest } from './throughput/l4lb-process.js';
@@ -66,9 +67,13 @@ interface Plan {
   ipvs: boolean;
   storms: Array<'storm-l4lb-nat' | 'storm-nftables-dnat' | 'flows-1m-l4lb-nat'>;
   idle: boolean;
+  hogs: HogForwarder[];
   tcp: TcpForwarder[];
   micro: boolean;
 }
+
+type HogForwarder = 'l4lb-nat' | 'nftables-dnat';
+const hogForwarders: HogForwarder[] = ['l4lb-nat', 'nftables-dnat'];
 
 const udpForwarders: UdpForwarder[] = ['mac-only', 'l4lb-nat', 'l4lb-fullnat', 'l4lb-dr', 'l4lb-ipip', 'l4lb-gre', 'routing', 'nftables-dnat'];
 const tcpForwarders: TcpForwarder[] = ['l4lb-nat', 'haproxy', 'routing', 'nftables-dnat'];
@@ -84,19 +89,19 @@ function fullPlan(): Plan {
       }
     }
   }
-  return { udp, ipvs: true, storms: ['storm-l4lb-nat', 'storm-nftables-dnat', 'flows-1m-l4lb-nat'], idle: true, tcp: tcpForwarders, micro: true };
+  return { udp, ipvs: true, storms: ['storm-l4lb-nat', 'storm-nftables-dnat', 'flows-1m-l4lb-nat'], idle: true, hogs: hogForwarders, tcp: tcpForwarders, micro: true };
 }
 
 /** About two minutes: 64-byte frames, 65,536 flows, every forwarder; nat also with 1 flow and at the calibrated rate. */
 function quickPlan(): Plan {
   const udp: Plan['udp'] = udpForwarders.map((forwarder) => ({ forwarder, frameSize: 64, flows: 65536, atCalibratedRate: forwarder === 'l4lb-nat' }));
   udp.splice(1, 0, { forwarder: 'l4lb-nat', frameSize: 64, flows: 1, atCalibratedRate: false });
-  return { udp, ipvs: true, storms: [], idle: true, tcp: ['l4lb-nat', 'haproxy'], micro: true };
+  return { udp, ipvs: true, storms: [], idle: true, hogs: hogForwarders, tcp: ['l4lb-nat', 'haproxy'], micro: true };
 }
 
 function allNames(): string[] {
   const p = fullPlan();
-  return [...p.udp.map(udpName), 'ipvs', ...p.storms, 'idle-l4lb', ...p.tcp.map((t) => `tcp-${t}`), 'micro'];
+  return [...p.udp.map(udpName), 'ipvs', ...p.storms, 'idle-l4lb', ...p.hogs.map((h) => `hog-${h}`), ...p.tcp.map((t) => `tcp-${t}`), 'micro'];
 }
 
 function selectedPlan(names: string[]): Plan {
@@ -109,6 +114,7 @@ function selectedPlan(names: string[]): Plan {
     ipvs: has('ipvs'),
     storms: p.storms.filter(has),
     idle: has('idle-l4lb'),
+    hogs: p.hogs.filter((h) => has(`hog-${h}`)),
     tcp: p.tcp.filter((t) => has(`tcp-${t}`)),
     micro: has('micro'),
   };
@@ -191,7 +197,7 @@ async function main(): Promise<void> {
 
   const frameSizes = [...new Set(plan.udp.map((s) => s.frameSize).concat(plan.storms.length > 0 ? [64] : []))].sort((a, b) => a - b);
   const microSteps = plan.micro ? microCaseCount(mode !== 'full') : 0;
-  const steps = 1 + frameSizes.length + plan.udp.length + (plan.ipvs ? 1 : 0) + plan.storms.length + (plan.idle ? 2 : 0) + plan.tcp.length + microSteps;
+  const steps = 1 + frameSizes.length + plan.udp.length + (plan.ipvs ? 1 : 0) + plan.storms.length + (plan.idle ? 2 : 0) + plan.hogs.length + plan.tcp.length + microSteps;
   const progress = new Progress(steps);
   if (nproc < 2) progress.note('bench: one CPU only: generator and forwarder share it, so rates and costs mix');
 
@@ -273,6 +279,12 @@ async function main(): Promise<void> {
       await udp.run({ path: 'forward', frameSize: 64, flows: 65536, durationMs: 400 });
       report.scenarios.push(await measureIdle(bed, balancer, progress, 'idle-l4lb-with-flows'));
       await balancer.close();
+      balancer = undefined;
+    }
+    for (const name of plan.hogs) {
+      progress.next(`hog-${name}`);
+      report.scenarios.push(await measureUnderHog(bed, udp, name, settings.throughputMs, (b) => (balancer = b)));
+      await balancer?.close();
       balancer = undefined;
     }
     if (plan.storms.includes('storm-nftables-dnat')) {
@@ -394,6 +406,48 @@ async function measureIdle(bed: Testbed, balancer: BalancerUnderTest, progress: 
     processCpu: (processCpuNs(balancer.pid) - processBefore) / cpu.wallNs,
     forwarderCore: cpu.cores[bed.forwarderCpu]!,
   };
+}
+
+/**
+ * A busy loop pinned to the forwarder's CPU (a noisy neighbour at the same
+ * priority) while the generator sends flat out: the forwarder should keep
+ * about the share the scheduler gives it, not collapse. On veth the kernel
+ * forwarders work on the generator's CPU, so the hog costs them little;
+ * both are reported.
+ */
+async function measureUnderHog(
+  bed: Testbed,
+  udp: UdpDriver,
+  name: HogForwarder,
+  durationMs: number,
+  keep: (balancer: BalancerUnderTest) => void,
+): Promise<HogScenario> {
+  const scenario: HogScenario = { name: `hog-${name}`, kind: 'hog', forwarder: name, status: 'ok', frameSize: 64, flows: 65536 };
+  let forwarder: RunningForwarder | undefined;
+  let hog: ReturnType<typeof spawn> | undefined;
+  try {
+    if (name === 'l4lb-nat') {
+      const balancer = await startBalancer(bed);
+      keep(balancer);
+      forwarder = await l4lbForwarder(balancer, 'nat', bed);
+    } else {
+      forwarder = await kernelForwarder(bed, name);
+    }
+    const common = { path: 'forward' as const, probe: forwarder, frameSize: 64, flows: 65536, threads: forwarder.threads, durationMs, warmupMs: 300 };
+    scenario.alone = await udp.run(common);
+    hog = spawn('taskset', ['-c', String(bed.forwarderCpu), process.execPath, '-e', 'for (;;) {}'], { stdio: 'ignore' });
+    await sleep(200);
+    if (hog.exitCode !== null) throw new Error('the CPU hog (taskset, util-linux) did not start');
+    scenario.withHog = await udp.run(common);
+    scenario.retained = scenario.alone.deliveredPps > 0 ? scenario.withHog.deliveredPps / scenario.alone.deliveredPps : 0;
+  } catch (error) {
+    scenario.status = 'failed';
+    scenario.reason = (error as Error).message.split('\n')[0]!;
+  } finally {
+    hog?.kill('SIGKILL');
+    await forwarder?.stop();
+  }
+  return scenario;
 }
 
 async function measureStorm(

@@ -30,7 +30,13 @@ export class LabError extends L4lbError {}
  */
 export class StateError extends L4lbError {}
 
-/** The data-plane driver cannot be used: 'EDRIVER_UNAVAILABLE', 'ENOT_MEMORY_DRIVER'. */
+/**
+ * The data-plane driver cannot be used or failed: an interface it was given
+ * does not exist ('ENO_INTERFACE'), a tool it needs is missing ('ENO_TOOL'),
+ * the kernel's tables cannot be read ('EKERNEL_TABLES'), the host guard
+ * cannot be installed ('EHOST_GUARD'), or a memory-driver method was called
+ * on another driver ('ENOT_MEMORY_DRIVER').
+ */
 export class DriverError extends L4lbError {}
 
 /**

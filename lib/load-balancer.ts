@@ -141,7 +141,8 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
   /**
    * Validates the options, starts the data plane (native workers) and
    * returns the balancer. Rejects with a ValidationError on bad options and
-   * with DriverError 'EDRIVER_UNAVAILABLE' for a driver not available here.
+   * with a DriverError when the driver cannot start (an interface that does
+   * not exist, a missing tool, unreadable kernel tables).
    */
   static async create(options: LoadBalancerOptions): Promise<LoadBalancer> {
     const normalized = validateLoadBalancerOptions(options);
@@ -165,6 +166,7 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
       workers: o.workers,
       threaded: true,
       polling: o.polling,
+      spinUs: Math.round(o.spinMs * 1000),
       flowSlots: o.flows.capacity * 2,
       backendSlots: o.maxBackends,
       ...(o.hashKey ? { hashKey: o.hashKey } : {}),

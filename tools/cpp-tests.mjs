@@ -9,6 +9,7 @@
 import { spawnSync } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { requirePackages } from './system-packages.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const jobs = String(Math.max(1, availableParallelism()));
@@ -30,10 +31,12 @@ if (args[0] === '--fuzz') {
     console.error('usage: cpp-tests.mjs --fuzz NAME [SECONDS]');
     process.exit(2);
   }
+  requirePackages(['cpp', 'fuzz'], 'fuzzing (tools/cpp-tests.mjs --fuzz)');
   run('cmake', ['-S', '.', '-B', 'build-fuzz', '-DL4LB_FUZZ=libfuzzer', '-DL4LB_SANITIZE=ON'], { CXX: 'clang++' });
   run('cmake', ['--build', 'build-fuzz', '--target', `fuzz_${name}`, '-j', jobs]);
   run(`build-fuzz/fuzz_${name}`, [`-max_total_time=${seconds}`, `native/test/corpus/${name}`]);
 } else {
+  requirePackages(['cpp'], 'the C++ tests (npm run test:cpp)');
   run('cmake', ['-S', '.', '-B', 'build-cpp', '-DL4LB_SANITIZE=ON', '-DL4LB_FUZZ=replay']);
   run('cmake', ['--build', 'build-cpp', '-j', jobs]);
   run('ctest', ['--test-dir', 'build-cpp', '--output-on-failure', '-j', jobs], {

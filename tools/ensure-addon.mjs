@@ -8,6 +8,9 @@ import { existsSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { requirePackages } from './system-packages.mjs';
+
+requirePackages(['addon'], 'building the addon (node-gyp)');
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const nodeGyp = createRequire(import.meta.url).resolve('node-gyp/bin/node-gyp.js');

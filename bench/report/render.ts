@@ -1,5 +1,5 @@
 // The report as a Markdown document, a console headline table and an SVG bar chart.
-import type { BenchReport, IdleScenario, StormScenario, TcpScenario, UdpScenario } from './types.js';
+import type { BenchReport, HogScenario, IdleScenario, StormScenario, TcpScenario, UdpScenario } from './types.js';
 import type { UdpRunResult } from '../throughput/udp.js';
 
 const kpps = (x: number | undefined) => (x === undefined ? '–' : (x / 1000).toFixed(0));
@@ -140,6 +140,20 @@ export function renderMarkdown(report: BenchReport): string {
           s.status === 'ok'
             ? [s.name, (s.flows ?? 0).toLocaleString('en-US'), s.seconds?.toFixed(1) ?? '–', pct(s.workerCpu), pct(s.processCpu), pct(s.forwarderCore?.busy)]
             : [s.name, `${s.status}: ${s.reason}`, '', '', '', ''],
+        ),
+      ),
+    );
+  }
+  const hogs = report.scenarios.filter((x): x is HogScenario => x.kind === 'hog');
+  if (hogs.length > 0) {
+    out.push(`\n### Under a CPU hog on the forwarder's core\n`);
+    out.push(
+      table(
+        ['scenario', 'alone: delivered kpps', 'loss', 'with the hog: delivered kpps', 'loss', 'retained'],
+        hogs.map((s) =>
+          s.status === 'ok' && s.alone && s.withHog
+            ? [s.name, (s.alone.deliveredPps / 1000).toFixed(0), pct(s.alone.loss), (s.withHog.deliveredPps / 1000).toFixed(0), pct(s.withHog.loss), `${((s.retained ?? 0) * 100).toFixed(0)}%`]
+            : [s.name, `${s.status}: ${s.reason ?? ''}`, '', '', '', ''],
         ),
       ),
     );

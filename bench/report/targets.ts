@@ -1,5 +1,5 @@
 // The issue's targets, evaluated on one report (ratios within one run).
-import type { BenchReport, IdleScenario, StormScenario, Target, TcpScenario, UdpScenario } from './types.js';
+import type { BenchReport, HogScenario, IdleScenario, StormScenario, Target, TcpScenario, UdpScenario } from './types.js';
 
 const udp = (r: BenchReport) => r.scenarios.filter((s): s is UdpScenario => s.kind === 'udp' && s.status === 'ok');
 
@@ -35,26 +35,25 @@ export function evaluateTargets(r: BenchReport): Target[] {
     });
   }
 
-  // 2. nat with 65,536 flows <= 1.2x the MAC-only forwarder's ns per packet,
-  // by the busy-time accounting both keep (wall time of batches that received
-  // frames). The threads' CPU time per packet is shown beside it: it also
-  // counts the empty polls between batches (l4lb's run an expiry step each)
-  // and, unlike wall time, no wait of a preempted thread.
+  // 2. nat with 65,536 flows <= 1.1x the MAC-only forwarder's CPU per
+  // packet: the forwarding threads' CPU time per received frame (both run
+  // the same loop and spin the same time after traffic). The busy-time
+  // accounting (wall time of batches that received frames) is beside it.
   const nat = find(r, 'l4lb-nat', 64, [65536, 1]);
   const mac = nat ? find(r, 'mac-only', 64, [nat.flows]) : undefined;
   const natThread = nat?.throughput?.forwarderThreadNsPerPacket;
   const macThread = mac?.throughput?.forwarderThreadNsPerPacket;
   const natBusy = nat?.throughput?.forwarderBusyNsPerPacket;
   const macBusy = mac?.throughput?.forwarderBusyNsPerPacket;
-  if (nat && mac && natBusy && macBusy) {
-    const ratio = natBusy / macBusy;
-    const thread = natThread && macThread ? `; thread CPU ${ns(natThread)} vs ${ns(macThread)}: ${(natThread / macThread).toFixed(2)}x` : '';
+  if (nat && mac && natThread && macThread) {
+    const ratio = natThread / macThread;
+    const busy = natBusy && macBusy ? `; busy time ${ns(natBusy)} vs ${ns(macBusy)}: ${(natBusy / macBusy).toFixed(2)}x` : '';
     targets.push({
       name: `L4 work is cheap: nat, ${nat.flows} flows, 64 B, vs MAC-only`,
-      target: "<= 1.2x the MAC-only forwarder's busy ns per packet",
-      measured: `${ns(natBusy)} vs ${ns(macBusy)}: ${ratio.toFixed(2)}x${thread}`,
-      met: ratio <= 1.2,
-      ...(ratio > 1.2 ? { gap: `${(ratio / 1.2).toFixed(2)}x the limit` } : {}),
+      target: "<= 1.1x the MAC-only forwarder's thread CPU per packet",
+      measured: `${ns(natThread)} vs ${ns(macThread)}: ${ratio.toFixed(2)}x${busy}`,
+      met: ratio <= 1.1,
+      ...(ratio > 1.1 ? { gap: `${(ratio / 1.1).toFixed(2)}x the limit` } : {}),
     });
   }
 
@@ -93,6 +92,16 @@ export function evaluateTargets(r: BenchReport): Target[] {
       ...(ratio > 1 / 3 ? { gap: `${(ratio * 3).toFixed(2)}x the limit` } : {}),
     });
   }
+  if (l4lbTcp?.connections && haproxy?.connections) {
+    const ratio = l4lbTcp.connections.connectionsPerSecond / haproxy.connections.connectionsPerSecond;
+    targets.push({
+      name: 'TCP: connection rate flat out vs HAProxy',
+      target: '>= HAProxy',
+      measured: `${l4lbTcp.connections.connectionsPerSecond.toFixed(0)} vs ${haproxy.connections.connectionsPerSecond.toFixed(0)} conn/s: ${ratio.toFixed(2)}x`,
+      met: ratio >= 1,
+      ...(ratio < 1 ? { gap: `${((1 - ratio) * 100).toFixed(0)}% below` } : {}),
+    });
+  }
   if (l4lbTcp?.bulk && haproxy?.bulk) {
     const ratio = l4lbTcp.bulk.bitsPerSecond / haproxy.bulk.bitsPerSecond;
     targets.push({
@@ -108,32 +117,48 @@ export function evaluateTargets(r: BenchReport): Target[] {
     targets.push({ name: 'TCP vs HAProxy', target: 'CPU/conn <= 1/3, bulk >= HAProxy', measured: h?.reason ?? 'not run', met: null });
   }
 
-  // 5. Latency at 10 kpps in adaptive polling.
+  // 5. Latency at 10 kpps in adaptive polling, over the direct path.
   const calLow = r.calibration['64']?.latencyLow;
   const low = find(r, 'l4lb-nat', 64, [1, 65536])?.latencyLow;
   if (low && calLow) {
-    const added = low.latency.p99Us - calLow.latency.p99Us;
+    const p99 = low.latency.p99Us - calLow.latency.p99Us;
+    const p50 = low.latency.p50Us - calLow.latency.p50Us;
+    const met = p99 <= 50 && p50 <= 10;
     targets.push({
       name: 'added latency at 10 kpps (nat, adaptive polling)',
-      target: 'p99 <= 50 us',
-      measured: `p99 ${low.latency.p99Us.toFixed(0)} us through l4lb, ${calLow.latency.p99Us.toFixed(0)} us direct: +${added.toFixed(0)} us (p50 +${(low.latency.p50Us - calLow.latency.p50Us).toFixed(0)} us)`,
-      met: added <= 50,
-      ...(added > 50 ? { gap: `${(added / 50).toFixed(1)}x the limit` } : {}),
+      target: 'p99 <= 50 us and p50 <= 10 us over the direct path',
+      measured: `p50 ${low.latency.p50Us.toFixed(1)} / p99 ${low.latency.p99Us.toFixed(1)} us through l4lb, ${calLow.latency.p50Us.toFixed(1)} / ${calLow.latency.p99Us.toFixed(1)} us direct: +${p50.toFixed(1)} / +${p99.toFixed(1)} us`,
+      met,
+      ...(!met ? { gap: `${Math.max(p99 / 50, p50 / 10).toFixed(1)}x the limit` } : {}),
     });
   }
 
-  // 6. Idle CPU: with an empty table and with 65,536 tracked flows.
-  const idles = r.scenarios.filter((s): s is IdleScenario => s.kind === 'idle' && s.status === 'ok' && s.workerCpu !== undefined);
+  // 6. Idle CPU, the whole balancer process: with an empty table and with 65,536 tracked flows.
+  const idles = r.scenarios.filter((s): s is IdleScenario => s.kind === 'idle' && s.status === 'ok' && s.processCpu !== undefined);
   if (idles.length > 0) {
-    const worst = Math.max(...idles.map((s) => s.workerCpu!));
+    const worst = Math.max(...idles.map((s) => s.processCpu!));
     targets.push({
-      name: 'idle CPU in adaptive polling',
-      target: '<= 1% of a core',
+      name: 'idle CPU in adaptive polling (balancer process)',
+      target: '<= 0.5% of a core, with 0 and with 65,536 flows tracked',
       measured: idles
-        .map((s) => `${(s.flows ?? 0).toLocaleString('en-US')} flows: worker ${(s.workerCpu! * 100).toFixed(2)}%, balancer process ${(s.processCpu! * 100).toFixed(2)}%`)
+        .map((s) => `${(s.flows ?? 0).toLocaleString('en-US')} flows: balancer process ${(s.processCpu! * 100).toFixed(2)}% (worker ${(s.workerCpu! * 100).toFixed(2)}%)`)
         .join('; '),
-      met: worst <= 0.01,
-      ...(worst > 0.01 ? { gap: `${(worst / 0.01).toFixed(1)}x the limit` } : {}),
+      met: worst <= 0.005,
+      ...(worst > 0.005 ? { gap: `${(worst / 0.005).toFixed(1)}x the limit` } : {}),
+    });
+  }
+
+  // 10. A CPU hog on the forwarder's core: degrade in proportion, no collapse.
+  const hog = r.scenarios.find((s): s is HogScenario => s.kind === 'hog' && s.forwarder === 'l4lb-nat' && s.status === 'ok');
+  if (hog?.retained !== undefined && hog.alone && hog.withHog) {
+    const kernel = r.scenarios.find((s): s is HogScenario => s.kind === 'hog' && s.forwarder === 'nftables-dnat' && s.status === 'ok');
+    const beside = kernel?.retained !== undefined ? `; nftables DNAT under the same hog keeps ${(kernel.retained * 100).toFixed(0)}%` : '';
+    targets.push({
+      name: "graceful under contention: a CPU hog on the forwarder's core (nat, 64 B, 65,536 flows)",
+      target: '>= 0.5x the unhogged delivered rate',
+      measured: `${(hog.withHog.deliveredPps / 1000).toFixed(0)} kpps with the hog vs ${(hog.alone.deliveredPps / 1000).toFixed(0)} alone: ${hog.retained.toFixed(2)}x${beside}`,
+      met: hog.retained >= 0.5,
+      ...(hog.retained < 0.5 ? { gap: `${(0.5 / Math.max(hog.retained, 1e-9)).toFixed(1)}x short` } : {}),
     });
   }
 

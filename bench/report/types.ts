@@ -73,6 +73,21 @@ export interface IdleScenario {
   forwarderCore?: CoreUse;
 }
 
+/** Flat out through one forwarder, alone on its core and then beside a CPU hog pinned there. */
+export interface HogScenario {
+  name: string;
+  kind: 'hog';
+  forwarder: string;
+  status: Status;
+  reason?: string;
+  frameSize?: number;
+  flows?: number;
+  alone?: UdpRunResult;
+  withHog?: UdpRunResult;
+  /** Delivered pps with the hog / alone. */
+  retained?: number;
+}
+
 export interface TcpScenario {
   name: string;
   kind: 'tcp';
@@ -101,7 +116,7 @@ export interface BenchReport {
   machine: Machine;
   settings: { throughputMs: number; latencyMs: number; warmupMs: number; lowRatePps: number; highRateFraction: number };
   calibration: Record<string, { throughput?: UdpRunResult; latencyLow?: UdpRunResult }>;
-  scenarios: Array<UdpScenario | StormScenario | IdleScenario | TcpScenario>;
+  scenarios: Array<UdpScenario | StormScenario | IdleScenario | HogScenario | TcpScenario>;
   ipvs: { available: boolean; reason: string };
   micro: MicroResult[];
   targets: Target[];

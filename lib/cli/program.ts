@@ -160,6 +160,7 @@ ${exitCodeHelp}`,
     .addOption(netnsOption())
     .option('--state-dir <dir>', 'where the record lives')
     .option('--dry-run', 'print the commands without running them')
+    .option('--force', 'recover from a stale record: go on past steps that fail, kill a decapsulator that ignores SIGTERM, remove the records of this VIP whose namespace is gone')
     .addOption(jsonOption('the result'))
     .addHelpText('after', `\n${exitCodeHelp}`)
     .action(async (options) => {
@@ -176,6 +177,7 @@ ${exitCodeHelp}`,
     .option('--interface <name>', 'interface facing the balancer')
     .addOption(netnsOption())
     .option('--return-to <balancer>', 'expect replies to return through the tunnel to this balancer')
+    .option('--state-dir <dir>', 'where up keeps its records (stale ones are reported)')
     .addOption(jsonOption('the findings'))
     .addHelpText('after', `\n${exitCodeHelp}`)
     .action(async (options) => {

@@ -28,6 +28,7 @@ export interface RealServerUpOptions extends RealServerCommonOptions {
 export interface RealServerDownOptions extends RealServerCommonOptions {
   stateDir?: string;
   dryRun?: boolean;
+  force?: boolean;
 }
 
 export interface RealServerCheckOptions extends RealServerCommonOptions {
@@ -35,6 +36,7 @@ export interface RealServerCheckOptions extends RealServerCommonOptions {
   port?: number;
   interface?: string;
   returnTo?: string;
+  stateDir?: string;
 }
 
 export interface DecapsulateOptions extends RealServerCommonOptions {
@@ -140,6 +142,7 @@ export async function realserverDownCommand(o: RealServerDownOptions, io: CliIo)
     ...(o.netns !== undefined ? { netns: o.netns } : {}),
     ...(o.stateDir !== undefined ? { stateDir: o.stateDir } : {}),
     ...(o.dryRun ? { dryRun: true } : {}),
+    ...(o.force ? { force: true } : {}),
   });
   print(io, o, result.report, result);
   return ExitCode.success;
@@ -154,6 +157,7 @@ export async function realserverCheckCommand(o: RealServerCheckOptions, io: CliI
     ...(o.interface !== undefined ? { interface: o.interface } : {}),
     ...(o.netns !== undefined ? { netns: o.netns } : {}),
     ...(ret ? { returnThroughTunnel: ret } : {}),
+    ...(o.stateDir !== undefined ? { stateDir: o.stateDir } : {}),
   });
   print(io, o, result.report, result);
   return result.ok ? ExitCode.success : ExitCode.checkFailed;

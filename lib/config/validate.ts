@@ -49,9 +49,7 @@ export interface NormalizedMemory {
 
 export interface NormalizedAfPacket {
   txMethod?: 'sendmmsg' | 'ring';
-  ringBlockBytes?: number;
-  ringBlocks?: number;
-  blockTimeoutMs?: number;
+  ringFrames?: number;
   cpus?: number[];
 }
 
@@ -60,6 +58,7 @@ export interface NormalizedOptions {
   driver: DriverName;
   workers: number;
   polling: Polling;
+  spinMs: number;
   flows: NormalizedFlows;
   localAddresses: string[];
   fullnatPorts: { min: number; max: number };
@@ -129,6 +128,8 @@ export const limits = {
   mtuMax: 9000,
   ringFramesMin: 16,
   ringFramesMax: 65536,
+  afPacketRingFramesMin: 64,
+  spinMsMax: 10,
   udpPayload: 65507,
   healthRiseFall: 100,
 } as const;
@@ -137,6 +138,7 @@ export const defaults = {
   driver: 'af_packet' as DriverName,
   workers: 1,
   polling: 'adaptive' as Polling,
+  spinMs: 0.05,
   flows: {
     capacity: 262_144,
     tcpEstablishedTimeoutMs: 900_000,
@@ -281,6 +283,7 @@ const optionKeys = [
   'driver',
   'workers',
   'polling',
+  'spinMs',
   'flows',
   'localAddresses',
   'fullnatPorts',
@@ -310,6 +313,14 @@ export function validateLoadBalancerOptions(input: LoadBalancerOptions | unknown
   const driver = oneOf(o.driver, join(base, 'driver'), drivers, defaults.driver);
   const workers = optionalInteger(o.workers, join(base, 'workers'), 1, limits.workers, defaults.workers);
   const polling = oneOf(o.polling, join(base, 'polling'), pollings, defaults.polling);
+  const spinPath = join(base, 'spinMs');
+  let spinMs: number = defaults.spinMs;
+  if (o.spinMs !== undefined) {
+    if (typeof o.spinMs !== 'number' || !Number.isFinite(o.spinMs) || o.spinMs < 0 || o.spinMs > limits.spinMsMax) {
+      fail('EINVAL_RANGE', spinPath, `must be a number of milliseconds from 0 to ${limits.spinMsMax}`, o.spinMs);
+    }
+    spinMs = o.spinMs;
+  }
 
   const flowsPath = join(base, 'flows');
   const f = o.flows === undefined ? {} : object(o.flows, flowsPath);
@@ -377,6 +388,7 @@ export function validateLoadBalancerOptions(input: LoadBalancerOptions | unknown
     driver,
     workers,
     polling,
+    spinMs,
     flows,
     localAddresses,
     fullnatPorts,
@@ -390,18 +402,25 @@ export function validateLoadBalancerOptions(input: LoadBalancerOptions | unknown
   };
 }
 
+// Tuning of the TPACKET_V3 ring the port used before it handed frames over
+// one by one: named in the error, so that an old configuration says what to do.
+const removedAfPacketKeys = ['ringBlockBytes', 'ringBlocks', 'blockTimeoutMs'];
+
 function validateAfPacket(input: unknown, path: string, workers: number): NormalizedAfPacket {
   const a = object(input, path);
-  knownKeys(a, ['txMethod', 'ringBlockBytes', 'ringBlocks', 'blockTimeoutMs', 'cpus'], path, 'afPacket');
+  for (const key of removedAfPacketKeys) {
+    if (a[key] !== undefined) {
+      fail('EINVAL_UNKNOWN_FIELD', join(path, key),
+        'is no longer an option: the receive ring hands every frame over at once (TPACKET_V2 slots, no block timer); size it with afPacket.ringFrames',
+        undefined, false);
+    }
+  }
+  knownKeys(a, ['txMethod', 'ringFrames', 'cpus'], path, 'afPacket');
   const out: NormalizedAfPacket = {};
   if (a.txMethod !== undefined) out.txMethod = oneOf(a.txMethod, join(path, 'txMethod'), ['sendmmsg', 'ring'] as const, 'sendmmsg');
-  if (a.ringBlockBytes !== undefined) {
-    const bytes = integer(a.ringBlockBytes, join(path, 'ringBlockBytes'), 4096, 1 << 24);
-    if (bytes % 4096 !== 0) fail('EINVAL_RANGE', join(path, 'ringBlockBytes'), 'must be a multiple of the 4096-byte page', bytes);
-    out.ringBlockBytes = bytes;
+  if (a.ringFrames !== undefined) {
+    out.ringFrames = integer(a.ringFrames, join(path, 'ringFrames'), limits.afPacketRingFramesMin, limits.ringFramesMax);
   }
-  if (a.ringBlocks !== undefined) out.ringBlocks = integer(a.ringBlocks, join(path, 'ringBlocks'), 2, 4096);
-  if (a.blockTimeoutMs !== undefined) out.blockTimeoutMs = integer(a.blockTimeoutMs, join(path, 'blockTimeoutMs'), 0, 1000);
   if (a.cpus !== undefined) {
     const cpus = array(a.cpus, join(path, 'cpus')).map((cpu, i) => integer(cpu, join(join(path, 'cpus'), i), 0, 4095));
     if (cpus.length !== workers) fail('EINVAL_RANGE', join(path, 'cpus'), `must name one CPU per worker (${workers})`, cpus.length);

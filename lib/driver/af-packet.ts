@@ -1,9 +1,9 @@
 // The AF_PACKET driver: the engine opens packet sockets on the named
 // interfaces (in this process's network namespace); this side learns the
 // interfaces, routes and neighbours from the kernel (netlink, through
-// iproute2's JSON output), keeps them current, probes unresolved next hops,
-// and installs the host guard that keeps the host kernel out of the data
-// plane's traffic (lib/host/guard.ts).
+// iproute2's JSON output), re-reads them when `ip monitor` reports a change,
+// probes unresolved next hops, and installs the host guard that keeps the
+// host kernel out of the data plane's traffic (lib/host/guard.ts).
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { ipv4ToNumber } from '../config/addresses.js';
@@ -12,13 +12,19 @@ import type { SnapshotInput } from '../config/snapshot.js';
 import { DriverError } from '../errors.js';
 import { HostGuard, type HostGuardConfig } from '../host/guard.js';
 import { probeNeighbour } from '../host/next-hops.js';
+import { TableMonitor } from '../host/table-monitor.js';
 import type { NativeEngineOptions } from '../native/binding.js';
 import type { DataPlaneDriver, DriverContext, DriverInterface, DriverRoute, NextHop } from './driver.js';
 
 const execFileAsync = promisify(execFile);
 
-/** How often routes and neighbours are re-read (and changes republished). */
-const refreshMs = 500;
+/**
+ * Routes and neighbours are re-read when the kernel reports a change; this
+ * often as well, in case a change was missed (a monitor restarted, say), and
+ * every refreshWithoutMonitorMs when `ip monitor` cannot run.
+ */
+const safetyRefreshMs = 30_000;
+const refreshWithoutMonitorMs = 500;
 
 // Guard tables are per balancer: several may share a process and a host.
 let guardTables = 0;
@@ -86,6 +92,10 @@ export class AfPacketDriver implements DataPlaneDriver {
   private neighbours = new Map<string, string>(); // `${dev} ${address}` -> MAC
   private signature = '';
   private timer: NodeJS.Timeout | undefined;
+  private monitor: TableMonitor | undefined;
+  private refreshing: Promise<void> | undefined;
+  private refreshAgain = false;
+  private refreshEveryMs = safetyRefreshMs;
   private context: DriverContext | undefined;
   private guard: HostGuard | undefined;
   private guardWork: Promise<void> = Promise.resolve();
@@ -120,9 +130,7 @@ export class AfPacketDriver implements DataPlaneDriver {
       afPacket: {
         interfaces: this.interfaces.map((i) => i.name),
         ...(tuning.txMethod ? { txMethod: tuning.txMethod } : {}),
-        ...(tuning.ringBlockBytes ? { rxBlockSize: tuning.ringBlockBytes } : {}),
-        ...(tuning.ringBlocks ? { rxBlockCount: tuning.ringBlocks } : {}),
-        ...(tuning.blockTimeoutMs !== undefined ? { rxBlockTimeoutMs: tuning.blockTimeoutMs } : {}),
+        ...(tuning.ringFrames ? { rxFrames: tuning.ringFrames } : {}),
         ...(tuning.cpus ? { cpus: tuning.cpus } : {}),
       },
     };
@@ -203,16 +211,50 @@ export class AfPacketDriver implements DataPlaneDriver {
 
   async start(context: DriverContext): Promise<void> {
     this.context = context;
-    const tick = async () => {
-      try {
-        if (await this.refresh()) context.nextHopsChanged();
-      } catch (error) {
-        this.onError(error instanceof DriverError ? error : new DriverError('EKERNEL_TABLES', String(error)));
-      }
-      if (!this.stopped) this.timer = setTimeout(() => void tick(), refreshMs).unref();
-    };
-    this.timer = setTimeout(() => void tick(), refreshMs).unref();
+    this.monitor = new TableMonitor({
+      onChange: () => void this.refreshAndReschedule(),
+      onFailure: (error) => {
+        this.refreshEveryMs = refreshWithoutMonitorMs;
+        this.reschedule();
+        this.onError(new DriverError('EKERNEL_TABLES', `${error.message}: re-reading routes and neighbours every ${refreshWithoutMonitorMs} ms instead`, { cause: error }));
+      },
+    });
+    this.monitor.start();
+    this.reschedule();
     await this.guardWork;
+  }
+
+  private reschedule(): void {
+    clearTimeout(this.timer);
+    if (!this.stopped) this.timer = setTimeout(() => void this.refreshAndReschedule(), this.refreshEveryMs).unref();
+  }
+
+  private async refreshAndReschedule(): Promise<void> {
+    await this.refreshNow();
+    this.reschedule();
+  }
+
+  /** Re-reads the tables now (one read at a time; a change during one reads again) and republishes on change. */
+  private async refreshNow(): Promise<void> {
+    if (this.refreshing) {
+      this.refreshAgain = true;
+      return this.refreshing;
+    }
+    this.refreshing = (async () => {
+      do {
+        this.refreshAgain = false;
+        try {
+          if ((await this.refresh()) && !this.stopped) this.context?.nextHopsChanged();
+        } catch (error) {
+          this.onError(error instanceof DriverError ? error : new DriverError('EKERNEL_TABLES', String(error)));
+        }
+      } while (this.refreshAgain && !this.stopped);
+    })();
+    try {
+      await this.refreshing;
+    } finally {
+      this.refreshing = undefined;
+    }
   }
 
   /**
@@ -267,6 +309,7 @@ export class AfPacketDriver implements DataPlaneDriver {
     if (this.stopped) return;
     this.stopped = true;
     clearTimeout(this.timer);
+    this.monitor?.stop();
     await this.guardWork;
     await this.guard?.remove().catch(() => undefined);
   }

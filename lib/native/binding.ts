@@ -5,6 +5,7 @@
 // the project (DESIGN.md §3.11); layouts and names come from the addon at run
 // time, never duplicated here.
 import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import type { Layout } from '../shm/layout.js';
@@ -15,10 +16,18 @@ export interface NativeEngineOptions {
   /** Start worker threads (else the caller steps the workers with poll()). */
   threaded?: boolean;
   polling?: 'busy' | 'adaptive';
+  /** Adaptive polling: microseconds of polling after the last frame before a worker sleeps. */
+  spinUs?: number;
+  /** Flow expiry tick (default 100 ms). */
+  expiryIntervalMs?: number;
   flowSlots?: number;
   backendSlots?: number;
   maglevTableSize?: number;
   ringFrames?: number;
+  /** Memory driver: the longest frame a port takes (default 9216; up to 65553 for aggregates). */
+  maxFrame?: number;
+  /** Memory driver: what its ports claim to offload (tests of both transmit paths). */
+  memoryOffloads?: { checksum?: boolean; segmentation?: boolean };
   /** Records per worker event ring (rounded up to a power of two). */
   eventRecords?: number;
   /** Minimum time between two event records of one kind from one worker. */
@@ -37,9 +46,8 @@ export interface NativeEngineOptions {
   afPacket?: {
     interfaces: string[];
     txMethod?: 'sendmmsg' | 'ring';
-    rxBlockSize?: number;
-    rxBlockCount?: number;
-    rxBlockTimeoutMs?: number;
+    /** Receive ring slots per socket. */
+    rxFrames?: number;
     /** Worker i runs on CPU cpus[i]. */
     cpus?: number[];
   };
@@ -56,6 +64,23 @@ export interface NativePortCounters {
   kernelDrops: number;
   /** BPF filter replacements the kernel refused (engine-wide). */
   filterErrors: number;
+  /** How the driver runs the interface ('tpacket_v2', 'memory', ...). */
+  mode: string;
+}
+
+/** Offload metadata of a frame (core::Frame): GSO aggregates and partial checksums. */
+export interface NativeFrameOffload {
+  /** 0 none, 1 TCP over IPv4, 2 TCP over IPv6, 3 UDP (each segment a datagram). */
+  gsoType?: number;
+  gsoSize?: number;
+  headerLen?: number;
+  csumStart?: number;
+  csumOffset?: number;
+}
+
+export interface NativeTakenFrame extends Required<NativeFrameOffload> {
+  frame: Buffer;
+  flags: number;
 }
 
 /** Per-worker counters; names come from native/core/counters.h. */
@@ -79,9 +104,10 @@ export interface NativeEngine {
   /** Manual mode: runs one batch of every worker with the given clock (ns). Returns frames received. */
   poll(nowNs: bigint | number): number;
   /** Memory driver: a frame arriving on `port`. False when the ring is full or the frame too long. */
-  inject(port: number, frame: Uint8Array, flags?: number): boolean;
-  /** Memory driver: the next frame transmitted on `port`, or null. */
+  inject(port: number, frame: Uint8Array, flags?: number, offload?: NativeFrameOffload): boolean;
+  /** Memory driver: the next frame transmitted on `port`, or null; with its flags and offload metadata when asked. */
   take(port: number): Buffer | null;
+  take(port: number, withOffload: true): NativeTakenFrame | null;
   counters(): NativeWorkerCounters[];
   backendCounters(slots: number[]): NativeBackendCounters[];
   flowOccupancy(): { forward: number; reverse: number; templates: number };
@@ -289,6 +315,12 @@ export interface NativeBinding {
   readonly Decapsulator: NativeDecapsulatorClass;
   /** The benchmark's generator, sink, MAC-only forwarder and micro kernels (bench/). */
   readonly bench: NativeBench;
+  /**
+   * SO_NETNS_COOKIE of the network namespace at `path` (an nsfs file), or of
+   * the calling thread's; throws an Error with code 'ENETNS', 'ESOCKET' or
+   * 'EUNSUPPORTED' (a kernel before 5.14).
+   */
+  netnsCookie(path?: string): bigint;
 }
 
 /** The ABI version this TypeScript code was written against. */
@@ -307,6 +339,17 @@ let cached: NativeBinding | undefined;
 /** The path of the addon file that `loadBinding(dir)` would load. */
 export function resolveBindingPath(dir: string = packageRoot): string {
   return nodeGypBuild.resolve(dir);
+}
+
+/**
+ * Where an optional native library (an AF_XDP or DPDK driver linked against
+ * libraries the main addon must not depend on) lives: beside the addon file
+ * that loads, `<name>.so` in build/Release or in the prebuild directory.
+ * The addon opens it with dlopen when the driver is asked for, so a machine
+ * without those libraries still loads the addon (docs/packaging.md).
+ */
+export function nativeLibraryPath(name: string, dir: string = packageRoot): string {
+  return join(dirname(resolveBindingPath(dir)), `${name}.so`);
 }
 
 /** Loads (once per package root) and checks the addon. */

@@ -1,16 +1,21 @@
 // `check`: what a real server still lacks for its method, read from the host
 // (or namespace) without changing anything, with the fix for each problem.
 import { type CommandRunner, confPath, formatCommand, ipCommand, sysctlWriteCommand, systemRunner } from './commands.js';
+import { namespacesOf } from './netns.js';
 import { type CheckOptions, type RealServerMethod, validateCheckOptions } from './options.js';
 import { defaultReturnTable, returnRulePriority, tunnelDeviceName } from './plan.js';
 import { isWildcardAddress, parseProcNetSockets, type ProcNetSocket } from './procnet.js';
-import { type LinkInfo, assertNetnsExists, readLinks, readProcFile, readRoutes, readRules, readSysctls } from './system.js';
+import { decapsulatorState } from './realserver.js';
+import { describeNamespace, listStates, readState, statePath } from './state.js';
+import { type LinkInfo, readLinks, readProcFile, readRoutes, readRules, readSysctls } from './system.js';
 
 export interface CheckFinding {
   /**
    * 'vip-on-loopback', 'vip-on-interface', 'arp-ignore', 'arp-announce',
    * 'decapsulation', 'rp-filter', 'return-path', 'udp-wildcard',
-   * 'udp-bound-to-vip', 'udp-other-address', 'udp-no-socket'.
+   * 'udp-bound-to-vip', 'udp-other-address', 'udp-no-socket', 'record'
+   * (this namespace's record of `up`), 'stale-record' (a record that no
+   * longer describes a running set-up, here or of a namespace that is gone).
    */
   id: string;
   status: 'ok' | 'problem' | 'warning';
@@ -71,7 +76,7 @@ export async function check(options: CheckOptions): Promise<CheckResult> {
   const runner: CommandRunner = options?.runner ?? systemRunner;
   const { runner: _runner, ...rest } = options ?? ({} as CheckOptions);
   const o = validateCheckOptions(rest);
-  assertNetnsExists(o.netns);
+  const identity = namespacesOf(runner).identify(o.netns);
   const findings: CheckFinding[] = [];
   const links = await readLinks(runner, o.netns);
   const device = (name: string): LinkInfo | undefined => links.find((l) => l.name === name);
@@ -147,6 +152,8 @@ export async function check(options: CheckOptions): Promise<CheckResult> {
     udpSockets = parseProcNetSockets(text).filter((s) => s.localPort === o.port);
     checkUdp(o.vip, o.port, udpSockets, findings);
   }
+
+  await checkRecords(runner, o, statePath(o.stateDir, identity, o.vip), findings);
 
   const problems = findings.filter((f) => f.status === 'problem').length;
   const partial: Omit<CheckResult, 'report'> = {
@@ -282,3 +289,62 @@ function checkUdp(vip: string, port: number, sockets: ProcNetSocket[], findings:
   }
 }
 
+
+/**
+ * The records of `up` for this VIP: this namespace's (a userspace
+ * decapsulator it names that no longer runs is a problem: nothing serves
+ * the TUN device it left), and those of other namespaces that are gone or
+ * were written by an older l4lb (warnings: they hold nothing up here, but
+ * only `down --force` clears them).
+ */
+async function checkRecords(
+  runner: CommandRunner,
+  o: ReturnType<typeof validateCheckOptions>,
+  path: string,
+  findings: CheckFinding[],
+): Promise<void> {
+  const down = (netns?: string) =>
+    formatCommand(['l4lb', 'realserver', 'down', '--force', '--vip', o.vip, ...(netns ? ['--netns', netns] : []), ...(o.stateDir ? ['--state-dir', o.stateDir] : [])]);
+  let own;
+  try {
+    own = readState(path);
+  } catch (error) {
+    findings.push({ id: 'stale-record', status: 'problem', message: (error as Error).message, fix: down(o.netns) });
+  }
+  if (own) {
+    const decapsulator = own.changes.find((c) => c.kind === 'decapsulator');
+    if (decapsulator && decapsulator.kind === 'decapsulator' && (await decapsulatorState(runner, path, own, o.netns)) === 'gone') {
+      findings.push({
+        id: 'stale-record',
+        status: 'problem',
+        message: `the record ${path} names a userspace decapsulator (process ${decapsulator.pid}) that no longer runs: ${decapsulator.device} is left without it`,
+        fix: `${down(o.netns)} (then up again)`,
+      });
+    } else {
+      findings.push({ id: 'record', status: 'ok', message: `set up by l4lb realserver up (${own.method}${own.decapsulation !== 'none' ? `, ${own.decapsulation} decapsulation` : ''}): ${path}` });
+    }
+  }
+  const namespaces = namespacesOf(runner);
+  for (const file of listStates(o.stateDir, o.vip)) {
+    if (file.path === path) continue;
+    if (file.kind === 'record') {
+      if (namespaces.lookup(file.state.namespace)) continue;
+      findings.push({
+        id: 'stale-record',
+        status: 'warning',
+        message: `the record ${file.path} is of ${describeNamespace(file.state.namespace)}, which no longer exists`,
+        fix: down(),
+      });
+    } else {
+      findings.push({
+        id: 'stale-record',
+        status: 'warning',
+        message:
+          file.kind === 'legacy'
+            ? `the record ${file.path} was written by an older l4lb and does not say which namespace it belongs to`
+            : `the record ${file.path} cannot be read: ${file.error}`,
+        fix: down(),
+      });
+    }
+  }
+}

@@ -21,6 +21,34 @@ export type CommandPurpose = 'query' | 'change';
 
 export interface CommandRunner {
   run(argv: string[], purpose: CommandPurpose): Promise<CommandOutput>;
+  /**
+   * The network namespaces and processes of the host the commands act on. A
+   * runner that simulates a host provides them; otherwise the system's are
+   * read (lib/realserver/netns.ts).
+   */
+  readonly namespaces?: NamespaceInspector;
+}
+
+/**
+ * Which network namespace a record belongs to: the nsfs inode names a live
+ * namespace but is handed out again after that namespace is gone; the
+ * kernel's namespace cookie is never reused while the system runs (absent on
+ * kernels before 5.14, where the inode alone identifies it).
+ */
+export interface NetnsIdentity {
+  inode: number;
+  cookie?: string;
+}
+
+export interface NamespaceInspector {
+  /** `netns` (an `ip netns` name), or this process's namespace; RealServerError 'ENO_NETNS' when the name does not exist. */
+  identify(netns: string | undefined): NetnsIdentity;
+  /** The `ip netns` names of the namespace if it still exists, else undefined. */
+  lookup(identity: NetnsIdentity): { names: string[] } | undefined;
+  /** Process `pid`'s start time (clock ticks after boot), which tells it from a later process given the same pid. */
+  processStartTime(pid: number): number | undefined;
+  /** Whether process `pid` (started at `startTime`) runs and has a thread in the namespace. */
+  processInNamespace(pid: number, startTime: number | undefined, identity: NetnsIdentity): boolean;
 }
 
 /** Runs commands on this machine. A missing program is a RealServerError 'ENO_TOOL'. */
@@ -45,6 +73,10 @@ export class RecordingRunner implements CommandRunner {
   readonly calls: Array<{ argv: string[]; purpose: CommandPurpose }> = [];
 
   constructor(private readonly inner: CommandRunner = systemRunner) {}
+
+  get namespaces(): NamespaceInspector | undefined {
+    return this.inner.namespaces;
+  }
 
   run(argv: string[], purpose: CommandPurpose): Promise<CommandOutput> {
     this.calls.push({ argv: [...argv], purpose });

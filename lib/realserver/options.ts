@@ -60,6 +60,13 @@ export interface DownOptions {
   netns?: string;
   stateDir?: string;
   dryRun?: boolean;
+  /**
+   * Recover from a stale record: steps that fail are reported instead of
+   * stopping `down`, a decapsulator that ignores SIGTERM is killed, and every
+   * record of the VIP whose namespace is gone (or that an older l4lb wrote)
+   * is removed.
+   */
+  force?: boolean;
   runner?: CommandRunner;
 }
 
@@ -72,6 +79,8 @@ export interface CheckOptions {
   netns?: string;
   /** ipip/gre: the replies are expected back through the tunnel (policy rule present). */
   returnThroughTunnel?: ReturnThroughTunnelOptions;
+  /** Where `up` keeps its records (as for `up`): a stale record of this VIP is reported. */
+  stateDir?: string;
   runner?: CommandRunner;
 }
 
@@ -79,8 +88,8 @@ const upKeys = new Set([
   'vip', 'method', 'interface', 'netns', 'greKey', 'returnThroughTunnel', 'decapsulation', 'localAddress',
   'stateDir', 'dryRun', 'runner',
 ]);
-const downKeys = new Set(['vip', 'netns', 'stateDir', 'dryRun', 'runner']);
-const checkKeys = new Set(['vip', 'method', 'port', 'interface', 'netns', 'returnThroughTunnel', 'runner']);
+const downKeys = new Set(['vip', 'netns', 'stateDir', 'dryRun', 'force', 'runner']);
+const checkKeys = new Set(['vip', 'method', 'port', 'interface', 'netns', 'returnThroughTunnel', 'stateDir', 'runner']);
 const returnKeys = new Set(['balancer', 'greKey', 'table']);
 
 // Tables 253-255 are the kernel's default, main and local tables; 0 means "unspecified".
@@ -180,6 +189,11 @@ function validateDryRun(value: unknown): boolean {
   return value === true;
 }
 
+function validateFlag(value: unknown, path: string): boolean {
+  if (value !== undefined && typeof value !== 'boolean') fail('EINVAL_TYPE', path, 'must be true or false');
+  return value === true;
+}
+
 function requireObject(options: unknown, what: string): asserts options is Record<string, unknown> {
   if (typeof options !== 'object' || options === null) {
     throw new ValidationError('EINVAL_OPTIONS', `${what}: options must be an object`);
@@ -240,6 +254,7 @@ export interface NormalizedDownOptions {
   netns?: string;
   stateDir?: string;
   dryRun: boolean;
+  force: boolean;
 }
 
 export function validateDownOptions(options: unknown): NormalizedDownOptions {
@@ -252,6 +267,7 @@ export function validateDownOptions(options: unknown): NormalizedDownOptions {
     ...(netns !== undefined ? { netns } : {}),
     ...(validateStateDir(options.stateDir) !== undefined ? { stateDir: options.stateDir as string } : {}),
     dryRun: validateDryRun(options.dryRun),
+    force: validateFlag(options.force, 'force'),
   };
 }
 
@@ -262,6 +278,7 @@ export interface NormalizedCheckOptions {
   interface?: string;
   netns?: string;
   returnThroughTunnel?: ReturnThroughTunnelOptions;
+  stateDir?: string;
 }
 
 export function validateCheckOptions(options: unknown): NormalizedCheckOptions {
@@ -285,5 +302,6 @@ export function validateCheckOptions(options: unknown): NormalizedCheckOptions {
     ...(iface !== undefined ? { interface: iface } : {}),
     ...(netns !== undefined ? { netns } : {}),
     ...(returnThroughTunnel ? { returnThroughTunnel } : {}),
+    ...(validateStateDir(options.stateDir) !== undefined ? { stateDir: options.stateDir as string } : {}),
   };
 }

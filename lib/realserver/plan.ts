@@ -507,9 +507,12 @@ export interface DownPlan {
   leftAlone: string[];
 }
 
-/** The steps that undo `state.changes`, newest first, each only if it still holds. */
-export function planDown(state: RealServerState, facts: UndoFacts): DownPlan {
-  const netns = state.netns;
+/**
+ * The steps that undo `state.changes`, newest first, each only if it still
+ * holds; commands address the namespace as `netns` (the caller's name for
+ * it, which need not be the one `up` was given).
+ */
+export function planDown(state: RealServerState, facts: UndoFacts, netns: string | undefined): DownPlan {
   const steps: PlannedStep[] = [];
   const leftAlone: string[] = [];
   const deleted = new Set(state.changes.filter((c) => c.kind === 'link-add').map((c) => c.device));

@@ -8,6 +8,7 @@
 #include "addon/layout.h"
 #include "core/frame.h"
 #include "core/drop_reason.h"
+#include "realserver/netns_identity.h"
 
 namespace {
 
@@ -23,6 +24,21 @@ Napi::Value DropReasons(const Napi::CallbackInfo& info) {
   return names;
 }
 
+// netnsCookie(path?) -> bigint: the namespace cookie of an nsfs file, or of
+// this thread's namespace; throws with code 'ENETNS', 'ESOCKET' or 'EUNSUPPORTED'.
+Napi::Value NetnsCookie(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string path = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+  const l4lb::realserver::NetnsCookieResult result = l4lb::realserver::netns_cookie(path);
+  if (!result.code.empty()) {
+    Napi::Error error = Napi::Error::New(env, result.message);
+    error.Set("code", Napi::String::New(env, result.code));
+    error.ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::BigInt::New(env, result.cookie);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("abiVersion", Napi::Number::New(env, kAddonAbiVersion));
   exports.Set("dropReasons", Napi::Function::New(env, DropReasons, "dropReasons"));
@@ -33,6 +49,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Engine", l4lb::addon::DefineEngine(env));
   exports.Set("Decapsulator", l4lb::addon::DefineDecapsulator(env));
   exports.Set("bench", l4lb::addon::DefineBench(env));
+  exports.Set("netnsCookie", Napi::Function::New(env, NetnsCookie, "netnsCookie"));
   return exports;
 }
 

@@ -252,6 +252,7 @@ class MacForwarderHandle : public Napi::ObjectWrap<MacForwarderHandle> {
     options.busy_polling = StringField(o, "polling") == "busy";
     options.cpu = static_cast<int32_t>(NumberField(o, "cpu", -1));
     options.tx_method = TxMethodField(o);
+    if (o.Get("spinUs").IsNumber()) options.spin_ns = static_cast<uint64_t>(NumberField(o, "spinUs", 50)) * 1000;
     io::PortError error;
     forwarder_ = bench::MacForwarder::create(options, &error);
     if (!forwarder_) CodedError(env, error.code, error.message).ThrowAsJavaScriptException();
@@ -273,6 +274,7 @@ class MacForwarderHandle : public Napi::ObjectWrap<MacForwarderHandle> {
     o.Set("busyNs", Num(env, static_cast<double>(s.busy_ns)));
     o.Set("batches", Num(env, static_cast<double>(s.batches)));
     o.Set("idlePolls", Num(env, static_cast<double>(s.idle_polls)));
+    o.Set("wakeups", Num(env, static_cast<double>(s.wakeups)));
     o.Set("threadCpuNs", Num(env, static_cast<double>(s.thread_cpu_ns)));
     return o;
   }

@@ -12,6 +12,7 @@
 #include "core/drop_reason.h"
 #include "engine/engine.h"
 #include "engine/stats_region.h"
+#include "io/driver_factory.h"
 
 namespace l4lb::addon {
 
@@ -57,16 +58,25 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
     }
     Napi::Object o = info[0].As<Napi::Object>();
     engine::EngineOptions options;
+    io::DriverSpec driver;
     options.workers = OptionalUint32(o, "workers", 1);
-    options.port_count = OptionalUint32(o, "ports", 1);
+    driver.interfaces = OptionalUint32(o, "ports", 1);
     options.threaded = o.Get("threaded").ToBoolean();
     options.polling = o.Get("polling").IsString() && o.Get("polling").As<Napi::String>().Utf8Value() == "busy"
                           ? engine::Polling::busy
                           : engine::Polling::adaptive;
+    options.spin_ns = static_cast<uint64_t>(OptionalUint32(o, "spinUs", static_cast<uint32_t>(options.spin_ns / 1000))) * 1000;
+    options.expiry_interval_ms = OptionalUint32(o, "expiryIntervalMs", options.expiry_interval_ms);
     options.flow_slots = OptionalUint32(o, "flowSlots", options.flow_slots);
     options.backend_slots = OptionalUint32(o, "backendSlots", options.backend_slots);
     options.maglev_table_size = OptionalUint32(o, "maglevTableSize", options.maglev_table_size);
-    options.memory_ring_frames = OptionalUint32(o, "ringFrames", options.memory_ring_frames);
+    driver.memory.ring_frames = OptionalUint32(o, "ringFrames", driver.memory.ring_frames);
+    driver.memory.max_frame = OptionalUint32(o, "maxFrame", driver.memory.max_frame);
+    if (o.Get("memoryOffloads").IsObject()) {
+      Napi::Object offloads = o.Get("memoryOffloads").As<Napi::Object>();
+      driver.memory.capabilities.checksum_offload = offloads.Get("checksum").ToBoolean();
+      driver.memory.capabilities.segmentation_offload = offloads.Get("segmentation").ToBoolean();
+    }
     options.event_ring_records = OptionalUint32(o, "eventRecords", options.event_ring_records);
     if (o.Get("signalIntervalMs").IsNumber()) {
       options.signal_interval_ns =
@@ -94,11 +104,12 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
       CodedError(env, "ERANDOM", "getrandom failed").ThrowAsJavaScriptException();
       return;
     }
-    if (options.workers == 0 || options.workers > 64 || options.port_count == 0 || options.port_count > 64 ||
+    if (options.workers == 0 || options.workers > 64 || driver.interfaces == 0 || driver.interfaces > 64 ||
         options.backend_slots == 0 || options.backend_slots > 65536 || options.event_ring_records == 0 ||
-        options.event_ring_records > (1u << 16)) {
+        options.event_ring_records > (1u << 16) || driver.memory.max_frame < 64 || driver.memory.max_frame > 65535 + 18) {
       CodedError(env, "EINVAL",
-                 "Engine(options): workers and ports must be 1..64, backendSlots 1..65536, eventRecords 1..65536")
+                 "Engine(options): workers and ports must be 1..64, backendSlots 1..65536, eventRecords 1..65536, "
+                 "maxFrame 64..65553")
           .ThrowAsJavaScriptException();
       return;
     }
@@ -108,28 +119,33 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
         CodedError(env, "EINVAL", "Engine(options): afPacket.interfaces must be an array of names").ThrowAsJavaScriptException();
         return;
       }
+      driver.name = "af_packet";
       Napi::Array names = a.Get("interfaces").As<Napi::Array>();
       for (uint32_t i = 0; i < names.Length(); ++i) {
         if (!names.Get(i).IsString()) {
           CodedError(env, "EINVAL", "Engine(options): afPacket.interfaces must be an array of names").ThrowAsJavaScriptException();
           return;
         }
-        options.af_packet_interfaces.push_back(names.Get(i).As<Napi::String>().Utf8Value());
+        driver.af_packet.interfaces.push_back(names.Get(i).As<Napi::String>().Utf8Value());
       }
-      options.port_count = static_cast<uint32_t>(options.af_packet_interfaces.size());
       if (a.Get("txMethod").IsString() && a.Get("txMethod").As<Napi::String>().Utf8Value() == "ring") {
-        options.tx_method = io::TxMethod::ring;
+        driver.af_packet.tx_method = io::TxMethod::ring;
       }
-      options.rx_block_size = OptionalUint32(a, "rxBlockSize", options.rx_block_size);
-      options.rx_block_count = OptionalUint32(a, "rxBlockCount", options.rx_block_count);
-      options.rx_block_timeout_ms = OptionalUint32(a, "rxBlockTimeoutMs", options.rx_block_timeout_ms);
+      driver.af_packet.rx_frame_count = OptionalUint32(a, "rxFrames", driver.af_packet.rx_frame_count);
       if (a.Get("cpus").IsArray()) {
         Napi::Array cpus = a.Get("cpus").As<Napi::Array>();
         for (uint32_t i = 0; i < cpus.Length(); ++i) options.worker_cpus.push_back(cpus.Get(i).As<Napi::Number>().Int32Value());
       }
+      driver.af_packet.worker_cpus = options.worker_cpus;
     }
-    auto created = std::make_unique<engine::Engine>(options);
     io::PortError port_error;
+    std::shared_ptr<io::Driver> made = io::make_driver(driver, &port_error);
+    if (!made) {
+      CodedError(env, port_error.code.c_str(), port_error.message).ThrowAsJavaScriptException();
+      return;
+    }
+    if (driver.name == "memory") memory_ = std::static_pointer_cast<io::MemoryDriver>(made);
+    auto created = std::make_unique<engine::Engine>(options, made);
     if (!created->open_ports(&port_error)) {
       CodedError(env, port_error.code.c_str(), port_error.message).ThrowAsJavaScriptException();
       return;
@@ -172,31 +188,68 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
     return Napi::Number::New(env, engine_->poll(now_ns));
   }
 
+  bool CheckMemory(Napi::Env env) {
+    if (!CheckOpen(env)) return false;
+    if (memory_) return true;
+    CodedError(env, "EDRIVER", "inject/take: only with the memory driver").ThrowAsJavaScriptException();
+    return false;
+  }
+
+  // inject(port, frame[, flags[, offload]]): offload = { gsoType, gsoSize,
+  // headerLen, csumStart, csumOffset } as core::Frame carries them.
   Napi::Value Inject(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (!CheckOpen(env)) return env.Undefined();
+    if (!CheckMemory(env)) return env.Undefined();
     if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsTypedArray()) {
-      CodedError(env, "EINVAL", "inject(port, frame[, flags])").ThrowAsJavaScriptException();
+      CodedError(env, "EINVAL", "inject(port, frame[, flags[, offload]])").ThrowAsJavaScriptException();
       return env.Undefined();
     }
     Napi::Uint8Array frame = info[1].As<Napi::Uint8Array>();
-    const uint32_t flags = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Uint32Value() : 0;
-    return Napi::Boolean::New(env, engine_->inject(info[0].As<Napi::Number>().Uint32Value(), frame.Data(),
-                                                   static_cast<uint32_t>(frame.ByteLength()), flags));
+    io::MemoryFrameMeta meta;
+    meta.flags = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Uint32Value() : 0;
+    if (info.Length() > 3 && info[3].IsObject()) {
+      Napi::Object offload = info[3].As<Napi::Object>();
+      const uint32_t gso_type = OptionalUint32(offload, "gsoType", 0);
+      if (gso_type > static_cast<uint32_t>(core::GsoType::udp)) {
+        CodedError(env, "EINVAL", "inject: unknown gsoType").ThrowAsJavaScriptException();
+        return env.Undefined();
+      }
+      meta.gso_type = static_cast<core::GsoType>(gso_type);
+      meta.gso_size = static_cast<uint16_t>(OptionalUint32(offload, "gsoSize", 0));
+      meta.header_len = static_cast<uint16_t>(OptionalUint32(offload, "headerLen", 0));
+      meta.csum_start = static_cast<uint16_t>(OptionalUint32(offload, "csumStart", 0));
+      meta.csum_offset = static_cast<uint16_t>(OptionalUint32(offload, "csumOffset", 0));
+    }
+    return Napi::Boolean::New(env, memory_->inject(info[0].As<Napi::Number>().Uint32Value(), frame.Data(),
+                                                   static_cast<uint32_t>(frame.ByteLength()), meta));
   }
 
-  // take(port) -> Buffer | null: the next frame transmitted on `port`.
+  // take(port[, withOffload]) -> Buffer | null: the next frame transmitted
+  // on `port`; with withOffload, { frame, flags, gsoType, gsoSize, headerLen,
+  // csumStart, csumOffset } | null.
   Napi::Value Take(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (!CheckOpen(env)) return env.Undefined();
+    if (!CheckMemory(env)) return env.Undefined();
     if (info.Length() < 1 || !info[0].IsNumber()) {
-      CodedError(env, "EINVAL", "take(port)").ThrowAsJavaScriptException();
+      CodedError(env, "EINVAL", "take(port[, withOffload])").ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    uint8_t buffer[io::MemoryPort::kMaxFrame];
-    const uint32_t len = engine_->take(info[0].As<Napi::Number>().Uint32Value(), buffer, sizeof(buffer));
+    take_buffer_.resize(memory_->max_frame());
+    io::MemoryFrameMeta meta;
+    const uint32_t len = memory_->take(info[0].As<Napi::Number>().Uint32Value(), take_buffer_.data(),
+                                       static_cast<uint32_t>(take_buffer_.size()), &meta);
     if (len == 0) return env.Null();
-    return Napi::Buffer<uint8_t>::Copy(env, buffer, len);
+    Napi::Buffer<uint8_t> bytes = Napi::Buffer<uint8_t>::Copy(env, take_buffer_.data(), len);
+    if (info.Length() < 2 || !info[1].ToBoolean()) return bytes;
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("frame", bytes);
+    o.Set("flags", Napi::Number::New(env, meta.flags));
+    o.Set("gsoType", Napi::Number::New(env, static_cast<uint32_t>(meta.gso_type)));
+    o.Set("gsoSize", Napi::Number::New(env, meta.gso_size));
+    o.Set("headerLen", Napi::Number::New(env, meta.header_len));
+    o.Set("csumStart", Napi::Number::New(env, meta.csum_start));
+    o.Set("csumOffset", Napi::Number::New(env, meta.csum_offset));
+    return o;
   }
 
   Napi::Value Counters(const Napi::CallbackInfo& info) {
@@ -331,7 +384,8 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
   Napi::Value PortCounters(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!CheckOpen(env)) return env.Undefined();
-    const std::vector<io::PortCounters> ports = engine_->port_counters();
+    const std::vector<io::PortCounters> ports = engine_->driver().port_counters();
+    const std::vector<io::InterfaceReport> interfaces = engine_->driver().interfaces();
     Napi::Array result = Napi::Array::New(env, ports.size());
     for (size_t p = 0; p < ports.size(); ++p) {
       Napi::Object o = Napi::Object::New(env);
@@ -341,7 +395,8 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
       o.Set("txBytes", Napi::Number::New(env, static_cast<double>(ports[p].tx_bytes)));
       o.Set("txDropped", Napi::Number::New(env, static_cast<double>(ports[p].tx_dropped)));
       o.Set("kernelDrops", Napi::Number::New(env, static_cast<double>(ports[p].kernel_drops)));
-      o.Set("filterErrors", Napi::Number::New(env, static_cast<double>(engine_->filter_errors())));
+      o.Set("filterErrors", Napi::Number::New(env, static_cast<double>(engine_->driver().configure_errors())));
+      if (p < interfaces.size()) o.Set("mode", Napi::String::New(env, interfaces[p].mode));
       result.Set(static_cast<uint32_t>(p), o);
     }
     return result;
@@ -355,6 +410,7 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
   // Idempotent: stops the workers and frees everything the engine holds.
   Napi::Value Close(const Napi::CallbackInfo& info) {
     engine_.reset();
+    memory_.reset();
     if (!shared_memory_.IsEmpty()) {
       shared_memory_.Value().Detach();
       shared_memory_.Reset();
@@ -363,6 +419,8 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
   }
 
   std::unique_ptr<engine::Engine> engine_;
+  std::shared_ptr<io::MemoryDriver> memory_;  // the engine's driver, when it is the memory one
+  std::vector<uint8_t> take_buffer_;
   Napi::Reference<Napi::ArrayBuffer> shared_memory_;
 };
 

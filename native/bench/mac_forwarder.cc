@@ -1,7 +1,5 @@
 #include "bench/mac_forwarder.h"
 
-#include <poll.h>
-
 #include <cstring>
 
 #include "bench/bench_clock.h"
@@ -10,10 +8,6 @@
 namespace l4lb::bench {
 
 namespace {
-
-// The engine's adaptive-polling constants (native/engine/engine.cc).
-constexpr uint32_t kSpinsBeforeSleep = 256;
-constexpr int kSleepMs = 1;
 
 template <typename T>
 void add(std::atomic<T>& counter, T n) {
@@ -30,12 +24,15 @@ std::unique_ptr<MacForwarder> MacForwarder::create(const MacForwarderOptions& op
     port_options.interface = options.interfaces[p];
     port_options.netns_path = options.netns_path;
     port_options.tx_method = options.tx_method;
-    port_options.rx_block_size = options.rx_block_size;
-    port_options.rx_block_count = options.rx_block_count;
-    port_options.rx_block_timeout_ms = options.rx_block_timeout_ms;
+    port_options.rx_frame_count = options.rx_frame_count;
     port_options.cpu = options.cpu;
     forwarder->ports_[p] = io::AfPacketPort::create(port_options, error);
     if (!forwarder->ports_[p]) return nullptr;
+  }
+  if (!forwarder->waits_.open({forwarder->ports_[0].get(), forwarder->ports_[1].get()})) {
+    error->code = "EPORT_SOCKET";
+    error->message = "epoll/eventfd/timerfd for the MAC-only forwarder: " + std::string(strerror(errno));
+    return nullptr;
   }
   forwarder->thread_ = std::thread([f = forwarder.get()] { f->loop(); });
   forwarder->native_thread_ = forwarder->thread_.native_handle();
@@ -46,6 +43,7 @@ MacForwarder::~MacForwarder() { stop(); }
 
 void MacForwarder::stop() {
   running_.store(false, std::memory_order_relaxed);
+  waits_.wake();
   if (thread_.joinable()) thread_.join();
 }
 
@@ -57,9 +55,9 @@ void MacForwarder::loop() {
     std::memcpy(macs[p] + 6, options_.src_mac[p], 6);
   }
   core::Frame batch[core::kMaxBurst];
-  uint32_t idle = 0;
+  uint64_t last_frame_ns = engine::monotonic_ns();
   while (running_.load(std::memory_order_relaxed)) {
-    const uint64_t start = clock_ns(CLOCK_MONOTONIC);
+    const uint64_t start = engine::monotonic_ns();
     uint32_t received = 0;
     for (int p = 0; p < 2; ++p) {
       const uint32_t n = ports_[p]->rx_burst(batch, core::kMaxBurst);
@@ -67,20 +65,23 @@ void MacForwarder::loop() {
       received += n;
       const int egress = 1 - p;
       for (uint32_t i = 0; i < n; ++i) std::memcpy(batch[i].data, macs[egress], sizeof(macs[egress]));
-      ports_[egress]->tx_burst(batch, n);
-      ports_[p]->rx_done();
+      ports_[egress]->tx_burst(batch, n);  // takes the buffers over
     }
     if (received != 0) {
-      add(busy_ns_, clock_ns(CLOCK_MONOTONIC) - start);
+      const uint64_t end = engine::monotonic_ns();
+      add(busy_ns_, end - start);
       add(batches_, uint64_t{1});
-      idle = 0;
+      last_frame_ns = end;
       continue;
     }
     add(idle_polls_, uint64_t{1});
-    if (!options_.busy_polling && ++idle > kSpinsBeforeSleep) {
-      pollfd fds[2] = {{ports_[0]->wait_fd(), POLLIN, 0}, {ports_[1]->wait_fd(), POLLIN, 0}};
-      ::poll(fds, 2, kSleepMs);
+    if (options_.busy_polling || start - last_frame_ns < options_.spin_ns) {
+      engine::cpu_relax();
+      continue;
     }
+    waits_.sleep(0);
+    add(wakeups_, uint64_t{1});
+    last_frame_ns = engine::monotonic_ns();
   }
 }
 
@@ -96,6 +97,7 @@ MacForwarderStats MacForwarder::stats() const {
   s.busy_ns = busy_ns_.load(std::memory_order_relaxed);
   s.batches = batches_.load(std::memory_order_relaxed);
   s.idle_polls = idle_polls_.load(std::memory_order_relaxed);
+  s.wakeups = wakeups_.load(std::memory_order_relaxed);
   // The forwarding thread's CPU clock, readable from any thread while it runs.
   clockid_t clock;
   if (running_.load(std::memory_order_relaxed) && pthread_getcpuclockid(native_thread_, &clock) == 0) {

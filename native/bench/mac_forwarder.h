@@ -1,11 +1,12 @@
 // The I/O floor of the benchmark (DESIGN §6): a forwarder built from l4lb's
 // own port code that does nothing but rewrite the two MAC addresses. It runs
 // the engine worker's loop shape: a receive burst per port, the frames
-// rewritten, one transmit kick per egress port, the receive buffers returned;
-// adaptive polling sleeps in poll() after the same number of empty polls; busy
-// time is accounted exactly as the engine accounts it (the time of batches
-// that received something). The difference between l4lb and this forwarder
-// is therefore the cost of the L4 work alone.
+// rewritten, one transmit kick per egress port (which takes the buffers
+// over); adaptive polling spins for the engine's spin time after traffic and
+// then sleeps on the same wait set (engine/wait_set.h); busy time is
+// accounted exactly as the engine accounts it (the time of batches that
+// received something). The difference between l4lb and this forwarder is
+// therefore the cost of the L4 work alone.
 #pragma once
 
 #include <pthread.h>
@@ -17,6 +18,8 @@
 #include <thread>
 #include <vector>
 
+#include "engine/engine.h"
+#include "engine/wait_set.h"
 #include "io/af_packet.h"
 
 namespace l4lb::bench {
@@ -31,9 +34,8 @@ struct MacForwarderOptions {
   bool busy_polling = false;
   int32_t cpu = -1;
   io::TxMethod tx_method = io::kDefaultTxMethod;
-  uint32_t rx_block_size = 1u << 18;  // the engine's defaults
-  uint32_t rx_block_count = 32;
-  uint32_t rx_block_timeout_ms = 1;
+  uint32_t rx_frame_count = io::AfPacketOptions{}.rx_frame_count;  // the engine's defaults
+  uint64_t spin_ns = engine::EngineOptions{}.spin_ns;
 };
 
 struct MacForwarderStats {
@@ -44,6 +46,7 @@ struct MacForwarderStats {
   uint64_t busy_ns = 0;      // time of batches that received frames
   uint64_t batches = 0;
   uint64_t idle_polls = 0;
+  uint64_t wakeups = 0;
   uint64_t thread_cpu_ns = 0;  // the forwarding thread's CPU time so far (0 once stopped)
 };
 
@@ -60,11 +63,12 @@ class MacForwarder {
 
   MacForwarderOptions options_;
   std::unique_ptr<io::AfPacketPort> ports_[2];
+  engine::WaitSet waits_;
   std::thread thread_;
   pthread_t native_thread_{};
   std::atomic<bool> running_{true};
   // One writer: the forwarding thread.
-  std::atomic<uint64_t> busy_ns_{0}, batches_{0}, idle_polls_{0};
+  std::atomic<uint64_t> busy_ns_{0}, batches_{0}, idle_polls_{0}, wakeups_{0};
 };
 
 }  // namespace l4lb::bench

@@ -187,7 +187,7 @@ uint64_t RewriteKernel::run(uint32_t iterations) {
   for (uint32_t i = 0; i < iterations; ++i) {
     uint8_t* data = buffer_.data() + kHeadroom;
     std::memcpy(data, original_.data(), len);
-    core::Frame frame{data, len, kHeadroom, kTailroom, 0, 0, 0};
+    core::Frame frame = core::make_frame(data, len, kHeadroom, kTailroom);
     if (kind_ == Kind::copy) {
       total += frame.len;
       continue;
@@ -226,17 +226,23 @@ uint64_t RewriteKernel::run(uint32_t iterations) {
 std::unique_ptr<EngineStepKernel> EngineStepKernel::create(const uint8_t* snapshot, size_t snapshot_len,
                                                            uint32_t ports, uint32_t port, const uint8_t* frame,
                                                            uint32_t len, std::string* error) {
-  if (ports == 0 || port >= ports || len == 0 || len > io::MemoryPort::kMaxFrame) {
-    *error = "port must be below ports, and the frame 1.." + std::to_string(io::MemoryPort::kMaxFrame) + " bytes";
+  const io::MemoryPortOptions port_options;
+  if (ports == 0 || port >= ports || len == 0 || len > port_options.max_frame) {
+    *error = "port must be below ports, and the frame 1.." + std::to_string(port_options.max_frame) + " bytes";
     return nullptr;
   }
   std::unique_ptr<EngineStepKernel> kernel(new EngineStepKernel());
   engine::EngineOptions options;
   options.workers = 1;
-  options.port_count = ports;
   options.threaded = false;
   std::memcpy(options.hash_key, kBenchHashKey, sizeof(options.hash_key));
-  kernel->engine_ = std::make_unique<engine::Engine>(options);
+  kernel->memory_ = std::make_shared<io::MemoryDriver>(ports, port_options);
+  kernel->engine_ = std::make_unique<engine::Engine>(options, kernel->memory_);
+  io::PortError port_error;
+  if (!kernel->engine_->open_ports(&port_error)) {
+    *error = port_error.message;
+    return nullptr;
+  }
   if (!kernel->engine_->publish(snapshot, snapshot_len, error)) return nullptr;
   kernel->frame_.assign(frame, frame + len);
   kernel->port_ = port;
@@ -245,18 +251,18 @@ std::unique_ptr<EngineStepKernel> EngineStepKernel::create(const uint8_t* snapsh
 }
 
 uint64_t EngineStepKernel::run(uint32_t iterations) {
-  uint8_t out[io::MemoryPort::kMaxFrame];
+  std::vector<uint8_t> out(memory_->max_frame());
   uint64_t transmitted = 0;
   uint32_t done = 0;
   while (done < iterations) {
     const uint32_t batch = std::min<uint32_t>(core::kMaxBurst, iterations - done);
     for (uint32_t i = 0; i < batch; ++i) {
-      engine_->inject(port_, frame_.data(), static_cast<uint32_t>(frame_.size()), 0);
+      memory_->inject(port_, frame_.data(), static_cast<uint32_t>(frame_.size()));
     }
     now_ns_ += 1000;
     engine_->poll(now_ns_);
     for (uint32_t p = 0; p < ports_; ++p) {
-      while (engine_->take(p, out, sizeof(out)) != 0) ++transmitted;
+      while (memory_->take(p, out.data(), static_cast<uint32_t>(out.size())) != 0) ++transmitted;
     }
     done += batch;
   }

@@ -13,6 +13,7 @@
 #include "core/flow_table.h"
 #include "core/sched/scheduler.h"
 #include "engine/engine.h"
+#include "io/memory_port.h"
 
 namespace l4lb::bench {
 
@@ -85,6 +86,7 @@ class EngineStepKernel {
   uint64_t run(uint32_t iterations);
 
  private:
+  std::shared_ptr<io::MemoryDriver> memory_;  // declared first: outlives the engine that uses it
   std::unique_ptr<engine::Engine> engine_;
   std::vector<uint8_t> frame_;
   uint32_t port_ = 0;

@@ -56,8 +56,8 @@ std::unique_ptr<TrafficGenerator> TrafficGenerator::create(const GeneratorOption
   port_options.cpu = options.cpu;
   // The generator only sends: a small receive ring that its filter keeps
   // empty, so frames coming back cost the kernel no copy into it.
-  port_options.rx_block_size = 1u << 16;
-  port_options.rx_block_count = 2;
+  port_options.rx_frame_count = 64;
+  port_options.aggregate_buffers = 0;
   io::BpfFilterSpec nothing;
   nothing.accept_arp = false;
   port_options.filter = io::build_bpf_filter(nothing).instructions;
@@ -170,7 +170,7 @@ void TrafficGenerator::run_loop(GeneratorRun run) {
   const uint32_t min_burst = std::clamp<uint32_t>(run.min_burst, 1, burst);
   core::Frame descriptors[core::kMaxBurst];
   for (uint32_t i = 0; i < core::kMaxBurst; ++i) {
-    descriptors[i] = core::Frame{frames_[i].data(), wire_length_, 0, 0, 0, 0, 0};
+    descriptors[i] = core::make_frame(frames_[i].data(), wire_length_, 0, 0);  // no owner: the port copies
   }
   const uint64_t cpu_start = clock_ns(CLOCK_THREAD_CPUTIME_ID);
   const uint64_t start = clock_ns(CLOCK_MONOTONIC);
@@ -203,7 +203,7 @@ void TrafficGenerator::run_loop(GeneratorRun run) {
       const uint64_t flow = run.new_flow_per_frame ? run.first_flow + frame_number : frame_number % flows;
       fill(frames_[i].data(), flow, static_cast<uint32_t>(frame_number), sent_ns, run.run_tag);
     }
-    const uint32_t accepted = port_->tx_burst(descriptors, static_cast<uint32_t>(allowed));
+    const uint32_t accepted = port_->tx_burst(descriptors, static_cast<uint32_t>(allowed)).packets;
     attempted += allowed;
     sent += accepted;
     refused += allowed - accepted;

@@ -35,8 +35,12 @@ namespace l4lb::core {
   X(arp_replies, "arpReplies")                                                    \
   X(bad_checksum_forwarded, "badChecksumForwarded") /* policy 'forward': left wrong */ \
   X(partial_checksums_completed, "partialChecksumsCompleted")                     \
+  X(aggregates, "aggregates")                   /* GSO/GRO aggregates received (up to 64 KiB of one stream) */ \
+  X(aggregates_segmented, "aggregatesSegmented") /* cut into segments here (egress cannot, or a tunnel) */ \
   X(batches, "batches")                                                           \
   X(idle_polls, "idlePolls")                                                      \
+  X(wakeups, "wakeups")                         /* returns from sleep (adaptive polling) */ \
+  X(expiry_ticks, "expiryTicks")                /* flow-expiry steps run (timer-driven) */ \
   X(busy_ns, "busyNs")                          /* time spent on non-empty batches */ \
   X(config_generation, "configGeneration")      /* generation this worker runs */
 

@@ -4,6 +4,7 @@
 
 #include "core/checksum.h"
 #include "core/rewrite.h"
+#include "core/segment.h"
 #include "core/runtime_config.h"
 #include "core/wire.h"
 
@@ -19,10 +20,13 @@ namespace {
 #define L4LB_LIKELY(x) __builtin_expect(!!(x), 1)
 #define L4LB_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
-// Frames the balancer creates itself are built here, one batch at a time.
-constexpr uint32_t kScratchFrames = 16;
-constexpr uint32_t kScratchFrameSize = 2048;
+// Frames the balancer creates itself (ICMP errors, and the segments of
+// aggregates a port cannot send whole) are built here, one burst at a time.
+// Enough for the segments of one 64 KiB aggregate at a 1280-byte MTU, each
+// up to a jumbo frame.
+constexpr uint32_t kScratchFrames = 64;
 constexpr uint32_t kScratchHeadroom = 64;
+constexpr uint32_t kScratchFrameSize = kScratchHeadroom + 9216;
 
 MacAddress mac_of(const uint8_t bytes[6]) {
   MacAddress mac;
@@ -88,11 +92,74 @@ void Forwarder::begin_batch(uint64_t now_ns) {
   scratch_used_ = 0;
 }
 
+TxQueues::TxQueues(uint32_t ports, Transmit transmit, void* context)
+    : queues_(ports), transmit_(transmit), context_(context) {}
+
 void Forwarder::drop(DropReason reason) { res_.counters->drop(reason); }
 
-void Forwarder::send(Frame& frame, uint16_t egress_port, TxBatch& tx) {
+void Forwarder::pass() { WorkerCounters::add(res_.counters->passed); }
+
+void Forwarder::send_created(Frame& frame, uint16_t egress_port, TxQueues& tx) {
   frame.egress_port = egress_port;
   if (L4LB_UNLIKELY(!tx.push(frame))) drop(DropReason::tx_full);
+}
+
+void Forwarder::send(Frame& frame, PacketInfo& info, uint16_t egress_port, TxQueues& tx) {
+  frame_consumed_ = true;
+  frame.egress_port = egress_port;
+  if (L4LB_UNLIKELY(frame.is_aggregate())) {
+    if (!offloads_of(egress_port).segmentation) {
+      send_segments(frame, info, egress_port, tx);
+      return;
+    }
+    // The kernel (or NIC) cuts it; its segments must still fit the egress
+    // link, which may be narrower than the one the aggregate came from.
+    const uint32_t fits = segment_payload_for_mtu(frame, ip_and_l4_header_len(frame.data, info),
+                                                  config_->view().ports[egress_port].mtu, 0);
+    if (fits == 0) {
+      drop(DropReason::too_big);
+      release_frames(&frame, 1);
+      return;
+    }
+    frame.gso_size = static_cast<uint16_t>(fits);
+    prepare_aggregate_for_offload(&frame, info);
+  }
+  if (L4LB_UNLIKELY(!tx.push(frame))) {
+    drop(DropReason::tx_full);
+    release_frames(&frame, 1);
+  }
+}
+
+// Segments come from the scratch area; should it run short, the queues are
+// flushed first (ports copy scratch frames as they send them), so one
+// aggregate's segments always fit.
+class Forwarder::ScratchSegments final : public SegmentBuffers {
+ public:
+  explicit ScratchSegments(Forwarder& forwarder) : forwarder_(forwarder) {}
+  uint8_t* next(uint32_t* capacity, uint32_t* headroom) override { return forwarder_.scratch_frame(capacity, headroom); }
+
+ private:
+  Forwarder& forwarder_;
+};
+
+void Forwarder::send_segments(Frame& aggregate, PacketInfo& info, uint16_t egress_port, TxQueues& tx) {
+  const uint32_t payload = segment_payload_for_mtu(aggregate, ip_and_l4_header_len(aggregate.data, info),
+                                                   config_->view().ports[egress_port].mtu, 0);
+  Frame segments[kScratchFrames];
+  uint32_t written = 0;
+  const uint32_t needed = payload != 0 ? segment_count(aggregate, info, payload) : 0;
+  if (payload != 0 && needed <= kScratchFrames) {
+    if (scratch_left() < needed) {
+      tx.flush_all();
+      scratch_used_ = 0;
+    }
+    ScratchSegments buffers(*this);
+    written = segment_aggregate(aggregate, info, payload, buffers, segments, kScratchFrames);
+  }
+  if (written == 0) drop(DropReason::too_big);
+  WorkerCounters::add(res_.counters->aggregates_segmented);
+  for (uint32_t i = 0; i < written; ++i) send_created(segments[i], egress_port, tx);
+  release_frames(&aggregate, 1);
 }
 
 uint8_t* Forwarder::scratch_frame(uint32_t* capacity, uint32_t* headroom) {
@@ -101,6 +168,8 @@ uint8_t* Forwarder::scratch_frame(uint32_t* capacity, uint32_t* headroom) {
   *headroom = kScratchHeadroom;
   return scratch_->frames[scratch_used_++] + kScratchHeadroom;
 }
+
+uint32_t Forwarder::scratch_left() const { return kScratchFrames - scratch_used_; }
 
 bool Forwarder::icmp_token() {
   const uint32_t rate = config_->view().header->icmp_rate_per_sec;
@@ -116,53 +185,89 @@ bool Forwarder::icmp_token() {
   return true;
 }
 
-void Forwarder::process(Frame& frame, TxBatch& tx) {
+void Forwarder::process_burst(Frame* frames, uint32_t count, TxQueues& tx) {
+  if (L4LB_UNLIKELY(config_ == nullptr)) {
+    // No configuration yet: nothing is the balancer's.
+    WorkerCounters::add(res_.counters->rx_packets, count);
+    WorkerCounters::add(res_.counters->passed, count);
+    release_frames(frames, count);
+    return;
+  }
+  FlowTable& flows = *res_.flows;
+  PacketInfo infos[kMaxBurst];
+  ParseStatus statuses[kMaxBurst];
+  uint64_t hashes[kMaxBurst];
+  bool hashed[kMaxBurst];
+  for (uint32_t start = 0; start < count; start += kMaxBurst) {
+    const uint32_t n = count - start < kMaxBurst ? count - start : kMaxBurst;
+    Frame* burst = frames + start;
+    // As DPDK's l2fwd: touch every frame's headers, then hash every flow
+    // and pull its buckets in, so that the lookups below find them cached.
+    for (uint32_t i = 0; i < n; ++i) __builtin_prefetch(burst[i].data);
+    for (uint32_t i = 0; i < n; ++i) {
+      PacketInfo& info = infos[i];
+      statuses[i] = parse_frame(burst[i].data, burst[i].len, &info);
+      hashed[i] = statuses[i].is_ok() && info.ip_version == 4 && is_tcp_or_udp(info.ip_protocol) &&
+                  !info.has(kPacketLaterFragment);
+      if (hashed[i]) {
+        // The tuple as on the wire: the key of a client's packet to a VIP,
+        // and of a backend's reply (its flow's reply entry).
+        hashes[i] = flows.hash(FlowKey::ipv4(info.ip_protocol, info.src_addr, info.src_port, info.dst_addr, info.dst_port));
+        flows.prefetch(hashes[i]);
+      }
+    }
+    for (uint32_t i = 0; i < n; ++i) {
+      wire_hash_ = hashes[i];
+      has_wire_hash_ = hashed[i];
+      process_parsed(burst[i], infos[i], statuses[i], tx);
+    }
+  }
+  has_wire_hash_ = false;
+}
+
+void Forwarder::process_parsed(Frame& frame, PacketInfo& info, const ParseStatus& status, TxQueues& tx) {
   WorkerCounters& counters = *res_.counters;
   WorkerCounters::add(counters.rx_packets);
   WorkerCounters::add(counters.rx_bytes, frame.len);
+  frame_consumed_ = false;
 
-  PacketInfo info;
-  const ParseStatus status = parse_frame(frame.data, frame.len, &info);
   if (L4LB_UNLIKELY(status.outcome == ParseOutcome::drop)) {
     drop(status.reason);
-    return;
-  }
-  if (status.outcome == ParseOutcome::not_ip) {
+  } else if (status.outcome == ParseOutcome::not_ip) {
     if (info.ether_type == wire::kEtherTypeArp) {
       handle_arp(frame, info, tx);
     } else {
-      WorkerCounters::add(counters.passed);
+      pass();
     }
-    return;
-  }
-  if (info.ip_version != 4) {
+  } else if (info.ip_version != 4) {
     // IPv6 services come later; until then IPv6 is never ours.
-    WorkerCounters::add(counters.passed);
-    return;
+    pass();
+  } else {
+    if (L4LB_UNLIKELY(frame.is_aggregate())) {
+      // Its checksum field is the stack's partial sum (or GRO's first
+      // segment's): it is written afresh when the aggregate leaves.
+      WorkerCounters::add(counters.aggregates);
+    } else if (frame.flags & kFrameChecksumPartial) {
+      if (complete_partial_checksum(&frame, info)) WorkerCounters::add(counters.partial_checksums_completed);
+    }
+    if (config_->view().is_vip(info.dst_addr)) {
+      handle_to_vip(frame, info, tx);
+    } else if ((info.ip_protocol == wire::kProtoGre || info.ip_protocol == wire::kProtoIpip) &&
+               config_->view().is_port_address(info.dst_addr)) {
+      handle_tunnel_return(frame, info, tx);
+    } else if (config_->view().is_vip(info.src_addr) && forward_reply_from_vip(frame, info, tx)) {
+      WorkerCounters::add(counters.replies_direct);
+    } else if (!handle_reply(frame, info, tx)) {
+      pass();
+    }
   }
-  if (frame.flags & kFrameChecksumPartial) {
-    if (complete_partial_checksum(&frame, info)) WorkerCounters::add(counters.partial_checksums_completed);
-  }
-  if (config_->view().is_vip(info.dst_addr)) {
-    handle_to_vip(frame, info, tx);
-    return;
-  }
-  if ((info.ip_protocol == wire::kProtoGre || info.ip_protocol == wire::kProtoIpip) &&
-      config_->view().is_port_address(info.dst_addr)) {
-    handle_tunnel_return(frame, info, tx);
-    return;
-  }
-  if (config_->view().is_vip(info.src_addr) && forward_reply_from_vip(frame, info, tx)) {
-    WorkerCounters::add(counters.replies_direct);
-    return;
-  }
-  if (handle_reply(frame, info, tx)) return;
-  WorkerCounters::add(counters.passed);
+  // Dropped or passed (an AF_PACKET socket only taps: the kernel has its own copy).
+  if (!frame_consumed_) release_frames(&frame, 1);
 }
 
 // ---- dr / tunnel replies that come back through the balancer ------------------------
 
-void Forwarder::handle_tunnel_return(Frame& frame, PacketInfo& info, TxBatch& tx) {
+void Forwarder::handle_tunnel_return(Frame& frame, PacketInfo& info, TxQueues& tx) {
   const ParseStatus status = decapsulate(&frame, &info);
   if (!status.is_ok()) {
     drop(status.outcome == ParseOutcome::drop ? status.reason : DropReason::malformed_tunnel);
@@ -177,9 +282,10 @@ void Forwarder::handle_tunnel_return(Frame& frame, PacketInfo& info, TxBatch& tx
   WorkerCounters::add(res_.counters->replies_via_tunnel);
 }
 
-bool Forwarder::track_reply(const PacketInfo& info, const FlowKey& key, FlowDirection matched, Flow* flow) {
+bool Forwarder::track_reply(const PacketInfo& info, const FlowKey& key, uint64_t hash, FlowDirection matched,
+                            Flow* flow) {
   FlowTable& flows = *res_.flows;
-  if (!flows.lookup(key, flows.hash(key), now_ms_, *res_.flow_counters, flow) || flow->matched != matched) return false;
+  if (!flows.lookup(key, hash, now_ms_, *res_.flow_counters, flow) || flow->matched != matched) return false;
   if (info.ip_protocol == wire::kProtoTcp) {
     flows.observe_tcp(flow->handle, flow->state, info.tcp_flags, FlowDirection::reply, now_ms_);
   } else {
@@ -188,12 +294,12 @@ bool Forwarder::track_reply(const PacketInfo& info, const FlowKey& key, FlowDire
   return true;
 }
 
-bool Forwarder::forward_reply_from_vip(Frame& frame, PacketInfo& info, TxBatch& tx) {
+bool Forwarder::forward_reply_from_vip(Frame& frame, PacketInfo& info, TxQueues& tx) {
   if (!is_tcp_or_udp(info.ip_protocol) || info.has(kPacketLaterFragment)) return false;
   // The flow was keyed client -> VIP when its first packet arrived.
   const FlowKey key = FlowKey::ipv4(info.ip_protocol, info.dst_addr, info.dst_port, info.src_addr, info.src_port);
   Flow flow;
-  if (!track_reply(info, key, FlowDirection::original, &flow)) return false;
+  if (!track_reply(info, key, res_.flows->hash(key), FlowDirection::original, &flow)) return false;
   if (!decrement_ttl(frame.data, &info)) {
     drop(DropReason::ttl_expired);
     return true;
@@ -204,7 +310,7 @@ bool Forwarder::forward_reply_from_vip(Frame& frame, PacketInfo& info, TxBatch& 
 
 // ---- ARP --------------------------------------------------------------------
 
-void Forwarder::handle_arp(Frame& frame, const PacketInfo& info, TxBatch& tx) {
+void Forwarder::handle_arp(Frame& frame, PacketInfo& info, TxQueues& tx) {
   // RFC 826 request for IPv4 over Ethernet: htype 1, ptype 0x0800, 6/4, op 1.
   constexpr uint32_t kArpLen = 28;
   const uint32_t at = info.l3_offset;
@@ -238,12 +344,12 @@ void Forwarder::handle_arp(Frame& frame, const PacketInfo& info, TxBatch& tx) {
   std::memcpy(frame.data + wire::kEthDst, requester_mac, 6);
   std::memcpy(frame.data + wire::kEthSrc, port.mac, 6);
   WorkerCounters::add(res_.counters->arp_replies);
-  send(frame, frame.ingress_port, tx);
+  send(frame, info, frame.ingress_port, tx);
 }
 
 // ---- Client -> VIP ------------------------------------------------------------
 
-void Forwarder::handle_to_vip(Frame& frame, PacketInfo& info, TxBatch& tx) {
+void Forwarder::handle_to_vip(Frame& frame, PacketInfo& info, TxQueues& tx) {
   WorkerCounters& counters = *res_.counters;
   const RuntimeConfig& config = *config_;
   const SnapshotView& view = config.view();
@@ -271,7 +377,9 @@ void Forwarder::handle_to_vip(Frame& frame, PacketInfo& info, TxBatch& tx) {
     drop(DropReason::ip_options);
     return;
   }
-  if (!checksums_verify(frame.data, info)) {
+  // An aggregate's checksum is not final (the stack's partial sum, or GRO's
+  // first segment's); the kernel verified what it merged.
+  if (!frame.is_aggregate() && !checksums_verify(frame.data, info)) {
     if (view.header->flags & shm::kSnapshotDropBadChecksum) {
       drop(DropReason::bad_checksum);
       return;
@@ -281,7 +389,7 @@ void Forwarder::handle_to_vip(Frame& frame, PacketInfo& info, TxBatch& tx) {
 
   FlowTable& flows = *res_.flows;
   const FlowKey key = FlowKey::ipv4(info.ip_protocol, info.src_addr, info.src_port, info.dst_addr, info.dst_port);
-  const uint64_t hash = flows.hash(key);
+  const uint64_t hash = has_wire_hash_ ? wire_hash_ : flows.hash(key);
   const bool nat_like = service->method == static_cast<uint8_t>(Method::nat) ||
                         service->method == static_cast<uint8_t>(Method::fullnat);
   Flow flow;
@@ -420,7 +528,7 @@ void Forwarder::handle_to_vip(Frame& frame, PacketInfo& info, TxBatch& tx) {
   forward_to_backend(frame, info, service_index, backend_index, nullptr, tx);
 }
 
-void Forwarder::handle_icmp_to_vip(Frame& frame, PacketInfo& info, TxBatch& tx) {
+void Forwarder::handle_icmp_to_vip(Frame& frame, PacketInfo& info, TxQueues& tx) {
   const SnapshotView& view = config_->view();
   if (info.icmp_type == 8 && info.icmp_code == 0) {
     if ((view.header->flags & shm::kSnapshotAnswerEcho) == 0 || frame.ingress_port >= view.ports.size()) {
@@ -431,7 +539,7 @@ void Forwarder::handle_icmp_to_vip(Frame& frame, PacketInfo& info, TxBatch& tx) 
       // The reply leaves from the port's own MAC, not the VIP owner's.
       std::memcpy(frame.data + wire::kEthSrc, view.ports[frame.ingress_port].mac, 6);
       WorkerCounters::add(res_.counters->echo_replies);
-      send(frame, frame.ingress_port, tx);
+      send(frame, info, frame.ingress_port, tx);
     } else {
       WorkerCounters::add(res_.counters->passed);
     }
@@ -483,7 +591,7 @@ void Forwarder::handle_icmp_to_vip(Frame& frame, PacketInfo& info, TxBatch& tx) 
 }
 
 void Forwarder::forward_to_backend(Frame& frame, PacketInfo& info, uint32_t service_index, uint32_t backend_index,
-                                   const Flow* flow, TxBatch& tx) {
+                                   const Flow* flow, TxQueues& tx) {
   const SnapshotView& view = config_->view();
   const SnapshotService& service = view.services[service_index];
   const SnapshotBackend& backend = view.backends[backend_index];
@@ -516,6 +624,15 @@ void Forwarder::forward_to_backend(Frame& frame, PacketInfo& info, uint32_t serv
       const TunnelType type = service.method == static_cast<uint8_t>(Method::ipip) ? TunnelType::ipip : TunnelType::gre;
       const bool with_key = type == TunnelType::gre && (service.flags & shm::kServiceGreKey) != 0;
       const uint32_t overhead = tunnel_overhead(type, with_key);
+      if (L4LB_UNLIKELY(frame.is_aggregate())) {
+        // No offload cuts a tunnelled aggregate: its segments are cut here,
+        // small enough to fit the egress link with the outer header, and
+        // each is encapsulated as a packet of its own.
+        const uint32_t payload =
+            segment_payload_for_mtu(frame, ip_and_l4_header_len(frame.data, info), egress.mtu, overhead);
+        forward_segments_to_backend(frame, info, service_index, backend_index, payload, tx);
+        return;
+      }
       const uint32_t ip_bytes = info.l3_end() - info.l3_offset;
       if (ip_bytes + overhead > egress.mtu) {
         const bool df = info.has(kPacketDontFragment);
@@ -539,7 +656,7 @@ void Forwarder::forward_to_backend(Frame& frame, PacketInfo& info, uint32_t serv
               reply.headroom = headroom;
               reply.ingress_port = frame.ingress_port;
               WorkerCounters::add(res_.counters->icmp_frag_needed_sent);
-              send(reply, frame.ingress_port, tx);
+              send_created(reply, frame.ingress_port, tx);
             }
           }
         }
@@ -572,10 +689,34 @@ void Forwarder::forward_to_backend(Frame& frame, PacketInfo& info, uint32_t serv
     WorkerCounters::add(res_.backend_counters[slot].packets);
     WorkerCounters::add(res_.backend_counters[slot].bytes, packet_bytes);
   }
-  send(frame, backend.egress_port, tx);
+  send(frame, info, backend.egress_port, tx);
 }
 
-void Forwarder::end_flow_of_removed_backend(Frame& frame, PacketInfo& info, const Flow& flow, bool reset, TxBatch& tx) {
+void Forwarder::forward_segments_to_backend(Frame& aggregate, PacketInfo& info, uint32_t service_index,
+                                            uint32_t backend_index, uint32_t payload_per_segment, TxQueues& tx) {
+  frame_consumed_ = true;
+  Frame segments[kScratchFrames];
+  uint32_t written = 0;
+  const uint32_t needed = payload_per_segment != 0 ? segment_count(aggregate, info, payload_per_segment) : 0;
+  if (needed != 0 && needed <= kScratchFrames) {
+    if (scratch_left() < needed) {
+      tx.flush_all();
+      scratch_used_ = 0;
+    }
+    ScratchSegments buffers(*this);
+    written = segment_aggregate(aggregate, info, payload_per_segment, buffers, segments, kScratchFrames);
+  }
+  if (written == 0) drop(DropReason::too_big);
+  WorkerCounters::add(res_.counters->aggregates_segmented);
+  release_frames(&aggregate, 1);
+  for (uint32_t i = 0; i < written; ++i) {
+    PacketInfo segment_info;
+    if (!parse_frame(segments[i].data, segments[i].len, &segment_info).is_ok()) continue;  // cannot happen: built from a parsed frame
+    forward_to_backend(segments[i], segment_info, service_index, backend_index, nullptr, tx);
+  }
+}
+
+void Forwarder::end_flow_of_removed_backend(Frame& frame, PacketInfo& info, const Flow& flow, bool reset, TxQueues& tx) {
   res_.flows->remove(flow.handle, *res_.flow_counters);
   WorkerCounters::add(res_.counters->flows_ended_backend_removed);
   const bool can_reset = reset && info.ip_protocol == wire::kProtoTcp && (info.tcp_flags & TcpFlagBits::rst) == 0 &&
@@ -634,18 +775,22 @@ void Forwarder::end_flow_of_removed_backend(Frame& frame, PacketInfo& info, cons
   parse_frame(frame.data, frame.len, &reset_info);
   store_be16(tcp + 16, l4_checksum(frame.data, reset_info));
   frame.flags &= ~kFrameChecksumPartial;
+  frame.gso_type = GsoType::none;  // a reset built over an aggregate is one small segment
+  frame.gso_size = 0;
   WorkerCounters::add(res_.counters->flows_reset);
-  send(frame, frame.ingress_port, tx);
+  send(frame, reset_info, frame.ingress_port, tx);
 }
 
 // ---- Backend -> client (nat, fullnat) ---------------------------------------------
 
-bool Forwarder::handle_reply(Frame& frame, PacketInfo& info, TxBatch& tx) {
+bool Forwarder::handle_reply(Frame& frame, PacketInfo& info, TxQueues& tx) {
   if (info.ip_protocol == wire::kProtoIcmp) return handle_icmp_from_backend(frame, info, tx);
   if (!is_tcp_or_udp(info.ip_protocol) || info.has(kPacketLaterFragment)) return false;
   const FlowKey key = FlowKey::ipv4(info.ip_protocol, info.src_addr, info.src_port, info.dst_addr, info.dst_port);
   Flow flow;
-  if (!track_reply(info, key, FlowDirection::reply, &flow)) return false;
+  if (!track_reply(info, key, has_wire_hash_ ? wire_hash_ : res_.flows->hash(key), FlowDirection::reply, &flow)) {
+    return false;
+  }
   if (!decrement_ttl(frame.data, &info)) {
     drop(DropReason::ttl_expired);
     return true;
@@ -667,7 +812,7 @@ bool Forwarder::handle_reply(Frame& frame, PacketInfo& info, TxBatch& tx) {
   return true;
 }
 
-bool Forwarder::handle_icmp_from_backend(Frame& frame, PacketInfo& info, TxBatch& tx) {
+bool Forwarder::handle_icmp_from_backend(Frame& frame, PacketInfo& info, TxQueues& tx) {
   if (!info.has(kPacketIcmpError) || !info.has(kPacketQuoteL4) || !is_tcp_or_udp(info.inner_protocol)) return false;
   // An error goes to the sender of the packet it quotes; one addressed
   // elsewhere is not about a packet the balancer sent, whatever it quotes.
@@ -703,7 +848,7 @@ bool Forwarder::handle_icmp_from_backend(Frame& frame, PacketInfo& info, TxBatch
   return true;
 }
 
-void Forwarder::send_reply_on_ingress_path(Frame& frame, PacketInfo& info, const Flow& flow, TxBatch& tx) {
+void Forwarder::send_reply_on_ingress_path(Frame& frame, PacketInfo& info, const Flow& flow, TxQueues& tx) {
   const SnapshotView& view = config_->view();
   WorkerCounters& counters = *res_.counters;
   WorkerCounters::add(counters.replies);
@@ -728,7 +873,7 @@ void Forwarder::send_reply_on_ingress_path(Frame& frame, PacketInfo& info, const
   eth.src = mac_of(view.ports[egress].mac);
   eth.vlan = VlanAction::strip;
   rewrite_ethernet(&frame, &info, eth);
-  send(frame, egress, tx);
+  send(frame, info, egress, tx);
 }
 
 }  // namespace l4lb::core

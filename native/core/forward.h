@@ -35,6 +35,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "core/counters.h"
 #include "core/flow_table.h"
@@ -47,16 +48,54 @@ class RuntimeConfig;
 
 inline constexpr uint32_t kMaxBurst = 64;
 
-// Frames to transmit at the end of a batch, each with Frame::egress_port set.
-struct TxBatch {
-  Frame frames[kMaxBurst * 2];
-  uint32_t count = 0;
+// Frames to transmit, one queue per egress port, filled as frames are
+// forwarded (no rescan of the burst per port). A full queue is handed to the
+// transmit callback at once; the rest at the end of the burst (flush_all).
+// The callback takes every frame it is given over (io::Port::tx_burst).
+class TxQueues {
+ public:
+  using Transmit = void (*)(void* context, uint16_t port, Frame* frames, uint32_t count);
+  static constexpr uint32_t kDepth = kMaxBurst * 2;
 
+  TxQueues(uint32_t ports, Transmit transmit, void* context);
+
+  // False (nothing queued) when frame.egress_port names no port.
   bool push(const Frame& frame) {
-    if (count == sizeof(frames) / sizeof(frames[0])) return false;
-    frames[count++] = frame;
+    if (frame.egress_port >= queues_.size()) [[unlikely]] return false;
+    Queue& queue = queues_[frame.egress_port];
+    queue.frames[queue.count++] = frame;
+    if (queue.count == kDepth) [[unlikely]] flush(frame.egress_port);
     return true;
   }
+  void flush_all() {
+    for (uint16_t port = 0; port < queues_.size(); ++port) {
+      if (queues_[port].count != 0) flush(port);
+    }
+  }
+  uint32_t port_count() const { return static_cast<uint32_t>(queues_.size()); }
+
+ private:
+  struct Queue {
+    Frame frames[kDepth];
+    uint32_t count = 0;
+  };
+  void flush(uint16_t port) {
+    Queue& queue = queues_[port];
+    const uint32_t count = queue.count;
+    queue.count = 0;
+    transmit_(context_, port, queue.frames, count);
+  }
+
+  std::vector<Queue> queues_;
+  Transmit transmit_;
+  void* context_;
+};
+
+// What a port's transmit path offloads, as the core needs to know it
+// (io::PortCapabilities, without the io layer).
+struct EgressOffloads {
+  bool checksum = false;      // sends kFrameChecksumPartial frames
+  bool segmentation = false;  // sends aggregates (gso_type), cut by the kernel or NIC
 };
 
 struct ForwarderResources {
@@ -70,6 +109,9 @@ struct ForwarderResources {
   const std::atomic<int32_t>* active_flows = nullptr;
   uint32_t worker_index = 0;
   uint32_t worker_count = 1;
+  // Per engine port (the snapshot's port index): what its transmit path
+  // offloads. Missing entries offload nothing.
+  std::vector<EgressOffloads> egress_offloads;
 };
 
 class Forwarder {
@@ -83,35 +125,57 @@ class Forwarder {
   void set_config(const RuntimeConfig* config);
   const RuntimeConfig* config() const { return config_; }
 
-  // Call once per batch before process(): recycles scratch buffers for frames
-  // the balancer creates.
+  // Call once per burst before process(): recycles scratch buffers for
+  // frames the balancer creates (the previous burst's queues are flushed).
   void begin_batch(uint64_t now_ns);
 
-  // Processes one received frame in place; appends what must leave to `tx`.
-  void process(Frame& frame, TxBatch& tx);
+  // Processes a burst of received frames in place: parses them all, hashes
+  // and prefetches their flows, then forwards each. Every frame is taken
+  // over: queued on `tx` (rewritten, or cut into segments) or released.
+  // Frames the balancer creates (ARP and echo replies, ICMP errors, resets)
+  // are queued too. The caller flushes `tx` afterwards.
+  void process_burst(Frame* frames, uint32_t count, TxQueues& tx);
+
+  // One frame (tests, fuzzing): process_burst of one.
+  void process(Frame& frame, TxQueues& tx) { process_burst(&frame, 1, tx); }
 
  private:
   struct Scratch;
+  class ScratchSegments;
 
+  void process_parsed(Frame& frame, PacketInfo& info, const ParseStatus& status, TxQueues& tx);
   void drop(DropReason reason);
-  void send(Frame& frame, uint16_t egress_port, TxBatch& tx);
-  void handle_arp(Frame& frame, const PacketInfo& info, TxBatch& tx);
-  void handle_to_vip(Frame& frame, PacketInfo& info, TxBatch& tx);
-  void handle_icmp_to_vip(Frame& frame, PacketInfo& info, TxBatch& tx);
-  bool handle_reply(Frame& frame, PacketInfo& info, TxBatch& tx);
-  void handle_tunnel_return(Frame& frame, PacketInfo& info, TxBatch& tx);
-  bool forward_reply_from_vip(Frame& frame, PacketInfo& info, TxBatch& tx);
+  void pass();
+  // Queues the frame being processed (rewritten in place) on `egress_port`.
+  // An aggregate leaves with its metadata where the port can cut it, or is
+  // cut here first.
+  void send(Frame& frame, PacketInfo& info, uint16_t egress_port, TxQueues& tx);
+  // Queues a frame the balancer built (no aggregate, checksums complete).
+  void send_created(Frame& frame, uint16_t egress_port, TxQueues& tx);
+  void send_segments(Frame& aggregate, PacketInfo& info, uint16_t egress_port, TxQueues& tx);
+  void handle_arp(Frame& frame, PacketInfo& info, TxQueues& tx);
+  void handle_to_vip(Frame& frame, PacketInfo& info, TxQueues& tx);
+  void handle_icmp_to_vip(Frame& frame, PacketInfo& info, TxQueues& tx);
+  bool handle_reply(Frame& frame, PacketInfo& info, TxQueues& tx);
+  void handle_tunnel_return(Frame& frame, PacketInfo& info, TxQueues& tx);
+  bool forward_reply_from_vip(Frame& frame, PacketInfo& info, TxQueues& tx);
   // Looks `key` up; true when it names a tracked flow through the key
   // `matched` (original: client -> VIP; reply: the backend's tuple). Records
   // the packet as a reply (TCP state, last seen).
-  bool track_reply(const PacketInfo& info, const FlowKey& key, FlowDirection matched, Flow* flow);
-  bool handle_icmp_from_backend(Frame& frame, PacketInfo& info, TxBatch& tx);
+  bool track_reply(const PacketInfo& info, const FlowKey& key, uint64_t hash, FlowDirection matched, Flow* flow);
+  bool handle_icmp_from_backend(Frame& frame, PacketInfo& info, TxQueues& tx);
   void forward_to_backend(Frame& frame, PacketInfo& info, uint32_t service_index, uint32_t backend_index,
-                          const Flow* flow, TxBatch& tx);
-  void send_reply_on_ingress_path(Frame& frame, PacketInfo& info, const Flow& flow, TxBatch& tx);
-  void end_flow_of_removed_backend(Frame& frame, PacketInfo& info, const Flow& flow, bool reset, TxBatch& tx);
+                          const Flow* flow, TxQueues& tx);
+  void forward_segments_to_backend(Frame& aggregate, PacketInfo& info, uint32_t service_index, uint32_t backend_index,
+                                   uint32_t payload_per_segment, TxQueues& tx);
+  void send_reply_on_ingress_path(Frame& frame, PacketInfo& info, const Flow& flow, TxQueues& tx);
+  void end_flow_of_removed_backend(Frame& frame, PacketInfo& info, const Flow& flow, bool reset, TxQueues& tx);
   bool icmp_token();
   uint8_t* scratch_frame(uint32_t* capacity, uint32_t* headroom);
+  uint32_t scratch_left() const;
+  EgressOffloads offloads_of(uint16_t port) const {
+    return port < res_.egress_offloads.size() ? res_.egress_offloads[port] : EgressOffloads{};
+  }
 
   ForwarderResources res_;
   std::unique_ptr<Scratch> scratch_;
@@ -128,6 +192,14 @@ class Forwarder {
     return id;
   }
   uint32_t scratch_used_ = 0;
+  // Whether the frame being processed was queued or released already (by a
+  // send, or by being cut into segments); otherwise process_burst releases it.
+  bool frame_consumed_ = false;
+  // The keyed hash of the frame's own 5-tuple (source -> destination as on
+  // the wire), computed for the whole burst before the first lookup; valid
+  // when has_wire_hash_.
+  uint64_t wire_hash_ = 0;
+  bool has_wire_hash_ = false;
   // ICMP errors the balancer creates are rate limited per worker (token
   // bucket refilled each second), as routers do (RFC 1812 §4.3.2.8).
   uint64_t icmp_window_start_ms_ = 0;

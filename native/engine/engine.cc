@@ -1,6 +1,5 @@
 #include "engine/engine.h"
 
-#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <time.h>
@@ -8,25 +7,13 @@
 #include <algorithm>
 #include <cstring>
 
-#include "io/bpf_filter.h"
-
 namespace l4lb::engine {
 
 namespace {
 
-uint64_t monotonic_ns() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
-
-// Flow-table slots examined for expiry per batch: bounded so that a batch
-// never stalls on a sweep, large enough that a full pass over a
-// million-slot table takes seconds, not minutes, under load.
-constexpr size_t kExpirySlotsPerBatch = 256;
-// Adaptive polling: empty polls before the worker starts to sleep.
-constexpr uint32_t kSpinsBeforeSleep = 256;
-constexpr int kSleepMs = 1;
+// A slice is at least this many slots, so that small tables (tests) are
+// swept within a few ticks whatever the pass time.
+constexpr uint64_t kMinExpirySlice = 256;
 
 }  // namespace
 
@@ -47,6 +34,9 @@ constexpr SignalSource kSignalSources[] = {
 constexpr size_t kSignalCount = sizeof(kSignalSources) / sizeof(kSignalSources[0]);
 
 struct Engine::Worker {
+  Worker(Engine& owner, uint32_t port_count) : engine(&owner), tx(port_count, &Engine::transmit, this) {}
+
+  Engine* engine;
   uint32_t index = 0;
   // In the statistics region; this worker is their only writer.
   core::WorkerCounters* counters = nullptr;
@@ -58,16 +48,21 @@ struct Engine::Worker {
   std::unique_ptr<core::Forwarder> forwarder;
   std::vector<io::Port*> ports;
   const core::RuntimeConfig* config = nullptr;
+  uint64_t next_expiry_ns = 0;
   // Generation this worker runs: written by the worker (release), read by the
   // control thread (acquire) to know when an old configuration is free.
   alignas(64) std::atomic<uint64_t> running_generation{0};
+  WaitSet waits;  // threaded mode: what the worker sleeps on
   std::thread thread;
   core::Frame rx[core::kMaxBurst];
-  core::TxBatch tx;
+  core::TxQueues tx;
 };
 
-Engine::Engine(const EngineOptions& options) : options_(options) {
+Engine::Engine(const EngineOptions& options, std::shared_ptr<io::Driver> driver)
+    : options_(options), driver_(std::move(driver)) {
   options_.workers = std::max<uint32_t>(1, options_.workers);
+  options_.expiry_interval_ms = std::max<uint32_t>(1, options_.expiry_interval_ms);
+  options_.expiry_pass_ms = std::max(options_.expiry_interval_ms, options_.expiry_pass_ms);
   stats_ = StatsRegion::create(options_.workers, options_.backend_slots, options_.event_ring_records);
   active_flows_ = stats_->active_flows();
 
@@ -79,32 +74,16 @@ Engine::Engine(const EngineOptions& options) : options_(options) {
   flow_options.events.flow_added = &Engine::on_flow_added;
   flow_options.events.flow_removed = &Engine::on_flow_removed;
   flows_ = std::make_unique<core::FlowTable>(flow_options);
+  const uint64_t ticks_per_pass = options_.expiry_pass_ms / options_.expiry_interval_ms;
+  expiry_slice_ = std::max<uint64_t>(kMinExpirySlice, flows_->slot_count() / ticks_per_pass / options_.workers + 1);
 
-  memory_ports_.resize(options_.workers);
-  take_cursor_.assign(options_.port_count, 0);
   for (uint32_t w = 0; w < options_.workers; ++w) {
-    auto worker = std::make_unique<Worker>();
+    auto worker = std::make_unique<Worker>(*this, driver_->port_count());
     worker->index = w;
     worker->counters = &stats_->worker_counters(w);
     worker->flow_counters = &stats_->flow_counters(w);
     worker->backend_counters = stats_->backend_counters(w);
     worker->events.attach(stats_->event_ring(w), stats_->event_records(w), stats_->event_capacity());
-    if (options_.af_packet_interfaces.empty()) {
-      for (uint32_t p = 0; p < options_.port_count; ++p) {
-        memory_ports_[w].push_back(std::make_unique<io::MemoryPort>(options_.memory_ring_frames));
-        worker->ports.push_back(memory_ports_[w].back().get());
-      }
-    }
-    core::ForwarderResources resources;
-    resources.flows = flows_.get();
-    resources.counters = worker->counters;
-    resources.flow_counters = worker->flow_counters;
-    resources.backend_counters = worker->backend_counters;
-    resources.backend_slots = options_.backend_slots;
-    resources.active_flows = active_flows_;
-    resources.worker_index = w;
-    resources.worker_count = options_.workers;
-    worker->forwarder = std::make_unique<core::Forwarder>(resources);
     workers_.push_back(std::move(worker));
   }
 }
@@ -112,96 +91,31 @@ Engine::Engine(const EngineOptions& options) : options_(options) {
 Engine::~Engine() { stop(); }
 
 bool Engine::open_ports(io::PortError* error) {
-  if (options_.af_packet_interfaces.empty() || !af_packet_ports_.empty()) return true;
-  if (options_.af_packet_interfaces.size() != options_.port_count) {
-    error->code = "EPORT_OPTIONS";
-    error->message = "the engine's port count differs from its interface list";
-    return false;
-  }
-  // Nothing is the balancer's before the first configuration: an ARP-only
-  // program with no addresses keeps the rings empty until publish().
-  io::BpfFilterSpec nothing_yet;
-  nothing_yet.accept_arp = false;
-  const io::BpfFilter initial = io::build_bpf_filter(nothing_yet);
-  std::vector<std::vector<std::unique_ptr<io::AfPacketPort>>> ports(options_.workers);
-  std::vector<int32_t> groups(options_.port_count, io::kFanoutNewGroup);
-  for (uint32_t w = 0; w < options_.workers; ++w) {
-    for (uint32_t p = 0; p < options_.port_count; ++p) {
-      io::AfPacketOptions port_options;
-      port_options.interface = options_.af_packet_interfaces[p];
-      port_options.rx_block_size = options_.rx_block_size;
-      port_options.rx_block_count = options_.rx_block_count;
-      port_options.rx_block_timeout_ms = options_.rx_block_timeout_ms;
-      port_options.tx_method = options_.tx_method;
-      port_options.filter = initial.instructions;
-      // One fanout group per interface when several workers share it: the
-      // first worker's socket creates it, the others join its id.
-      port_options.fanout_group = options_.workers > 1 ? groups[p] : io::kNoFanout;
-      if (w < options_.worker_cpus.size()) port_options.cpu = options_.worker_cpus[w];
-      auto port = io::AfPacketPort::create(port_options, error);
-      if (!port) return false;  // the ports created so far close with `ports`
-      if (w == 0 && options_.workers > 1) groups[p] = port->fanout_group();
-      ports[w].push_back(std::move(port));
+  if (ports_open_) return true;
+  if (!driver_->open(options_.workers, error)) return false;
+  const uint32_t ports = driver_->port_count();
+  for (auto& worker : workers_) {
+    core::ForwarderResources resources;
+    resources.flows = flows_.get();
+    resources.counters = worker->counters;
+    resources.flow_counters = worker->flow_counters;
+    resources.backend_counters = worker->backend_counters;
+    resources.backend_slots = options_.backend_slots;
+    resources.active_flows = active_flows_;
+    resources.worker_index = worker->index;
+    resources.worker_count = options_.workers;
+    for (uint32_t p = 0; p < ports; ++p) {
+      io::Port& port = driver_->port(worker->index, p);
+      worker->ports.push_back(&port);
+      const io::PortCapabilities capabilities = port.capabilities();
+      resources.egress_offloads.push_back({capabilities.checksum_offload, capabilities.segmentation_offload});
     }
+    worker->forwarder = std::make_unique<core::Forwarder>(resources);
+    if (worker->config != nullptr) worker->forwarder->set_config(worker->config);
   }
-  af_packet_ports_ = std::move(ports);
-  for (uint32_t w = 0; w < options_.workers; ++w) {
-    for (auto& port : af_packet_ports_[w]) workers_[w]->ports.push_back(port.get());
-  }
-  if (const core::RuntimeConfig* config = current_.load(std::memory_order_relaxed)) refresh_filters(*config);
+  ports_open_ = true;
+  if (const core::RuntimeConfig* config = current_.load(std::memory_order_relaxed)) driver_->configure(config->view());
   return true;
-}
-
-std::vector<io::PortCounters> Engine::port_counters() const {
-  std::vector<io::PortCounters> sums(af_packet_ports_.empty() ? 0 : options_.port_count);
-  for (const auto& worker_ports : af_packet_ports_) {
-    for (size_t p = 0; p < worker_ports.size(); ++p) {
-      const io::PortCounters c = worker_ports[p]->counters();
-      sums[p].rx_packets += c.rx_packets;
-      sums[p].rx_bytes += c.rx_bytes;
-      sums[p].tx_packets += c.tx_packets;
-      sums[p].tx_bytes += c.tx_bytes;
-      sums[p].tx_dropped += c.tx_dropped;
-      sums[p].kernel_drops += c.kernel_drops;
-    }
-  }
-  return sums;
-}
-
-// The kernel queues only what this configuration makes the balancer's: ARP,
-// traffic to VIPs, fullnat local addresses and the ports' own addresses
-// (tunnel returns), replies from nat/fullnat backends and from VIPs (dr
-// replies routed through the balancer), and ICMP (errors about flows).
-void Engine::refresh_filters(const core::RuntimeConfig& config) {
-  if (af_packet_ports_.empty()) return;
-  const core::SnapshotView& view = config.view();
-  io::BpfFilterSpec spec;
-  spec.accept_arp = true;
-  spec.accept_any_icmp = true;
-  for (const shm::SnapshotService& service : view.services) {
-    spec.destinations.push_back(service.address);
-    spec.sources.push_back(service.address);
-    if (service.method == static_cast<uint8_t>(shm::Method::nat) || service.method == static_cast<uint8_t>(shm::Method::fullnat)) {
-      for (const shm::SnapshotBackend& backend : view.backends_of(service)) spec.sources.push_back(backend.address);
-    }
-  }
-  for (uint32_t local : view.local_addresses) spec.destinations.push_back(local);
-  for (const shm::SnapshotPort& port : view.ports) {
-    if (port.address != 0) spec.destinations.push_back(port.address);
-  }
-  for (auto* list : {&spec.destinations, &spec.sources}) {
-    std::sort(list->begin(), list->end());
-    list->erase(std::unique(list->begin(), list->end()), list->end());
-  }
-  const io::BpfFilter filter = io::build_bpf_filter(spec);
-  for (uint32_t w = 0; w < af_packet_ports_.size(); ++w) {
-    for (auto& port : af_packet_ports_[w]) {
-      io::PortError error;
-      // A socket that keeps its previous filter still works, with a stale
-      // address set: count it for the control plane to report.
-      if (!port->replace_filter(filter.instructions, &error)) filter_errors_.fetch_add(1, std::memory_order_relaxed);
-    }
-  }
 }
 
 const core::WorkerCounters& Engine::worker_counters(uint32_t worker) const { return *workers_[worker]->counters; }
@@ -212,12 +126,14 @@ const core::BackendCounters& Engine::backend_counters(uint32_t worker, uint32_t 
 
 void Engine::on_flow_added(void* context, uint32_t backend_id) {
   auto* engine = static_cast<Engine*>(context);
+  engine->tracked_flows_.fetch_add(1, std::memory_order_relaxed);
   const uint32_t slot = backend_id & 0xffff;
   if (slot < engine->options_.backend_slots) engine->active_flows_[slot].fetch_add(1, std::memory_order_relaxed);
 }
 
 void Engine::on_flow_removed(void* context, uint32_t backend_id) {
   auto* engine = static_cast<Engine*>(context);
+  engine->tracked_flows_.fetch_sub(1, std::memory_order_relaxed);
   const uint32_t slot = backend_id & 0xffff;
   if (slot < engine->options_.backend_slots) engine->active_flows_[slot].fetch_sub(1, std::memory_order_relaxed);
 }
@@ -238,18 +154,23 @@ bool Engine::publish(const uint8_t* bytes, size_t size, std::string* error) {
     *error = "snapshot generation must increase";
     return false;
   }
-  if (config->view().ports.size() != options_.port_count) {
+  if (config->view().ports.size() != driver_->port_count()) {
     *error = "snapshot port count differs from the engine's";
     return false;
   }
   const core::RuntimeConfig* published = config.get();
   configs_.push_back(std::move(config));
   current_.store(published, std::memory_order_release);  // pairs with run_batch's acquire load
-  // After the store: a frame the new filter admits finds the configuration
+  // After the store: a frame the new selection admits finds the configuration
   // that makes it the balancer's.
-  refresh_filters(*published);
+  if (ports_open_) driver_->configure(published->view());
+  wake_workers();
   reclaim_configs();
   return true;
+}
+
+void Engine::wake_workers() {
+  for (auto& worker : workers_) worker->waits.wake();
 }
 
 void Engine::reclaim_configs() {
@@ -264,7 +185,15 @@ void Engine::reclaim_configs() {
   });
 }
 
-void Engine::run_batch(Worker& worker, uint64_t now_ns) {
+void Engine::transmit(void* context, uint16_t port, core::Frame* frames, uint32_t count) {
+  auto* worker = static_cast<Worker*>(context);
+  const io::TxResult sent = worker->ports[port]->tx_burst(frames, count);
+  core::WorkerCounters::add(worker->counters->tx_packets, sent.packets);
+  core::WorkerCounters::add(worker->counters->tx_bytes, sent.bytes);
+  for (uint32_t i = sent.packets; i < count; ++i) worker->counters->drop(core::DropReason::tx_full);
+}
+
+uint32_t Engine::run_batch(Worker& worker, uint64_t now_ns) {
   const core::RuntimeConfig* config = current_.load(std::memory_order_acquire);  // pairs with publish's release
   if (config != worker.config) {
     worker.config = config;
@@ -276,50 +205,30 @@ void Engine::run_batch(Worker& worker, uint64_t now_ns) {
     }
   }
   uint32_t received = 0;
-  worker.tx.count = 0;
-  worker.forwarder->begin_batch(now_ns);
   for (uint32_t p = 0; p < worker.ports.size(); ++p) {
-    io::Port* port = worker.ports[p];
-    const uint32_t n = port->rx_burst(worker.rx, core::kMaxBurst);
+    const uint32_t n = worker.ports[p]->rx_burst(worker.rx, core::kMaxBurst);
     if (n == 0) continue;
+    for (uint32_t i = 0; i < n; ++i) worker.rx[i].ingress_port = static_cast<uint16_t>(p);
     received += n;
-    for (uint32_t i = 0; i < n; ++i) {
-      core::Frame& frame = worker.rx[i];
-      frame.ingress_port = static_cast<uint16_t>(p);
-      if (config == nullptr) {
-        core::WorkerCounters::add(worker.counters->passed);
-        continue;
-      }
-      worker.forwarder->process(frame, worker.tx);
-    }
-    // Transmit before returning the receive buffers: frames point into them.
-    // One kick per egress port per batch.
-    for (uint32_t egress = 0; egress < worker.ports.size(); ++egress) {
-      core::Frame batch[core::kMaxBurst * 2];
-      uint32_t count = 0;
-      uint64_t bytes = 0;
-      for (uint32_t i = 0; i < worker.tx.count; ++i) {
-        if (worker.tx.frames[i].egress_port == egress) {
-          batch[count++] = worker.tx.frames[i];
-          bytes += worker.tx.frames[i].len;
-        }
-      }
-      if (count == 0) continue;
-      const uint32_t sent = worker.ports[egress]->tx_burst(batch, count);
-      core::WorkerCounters::add(worker.counters->tx_packets, sent);
-      core::WorkerCounters::add(worker.counters->tx_bytes, bytes);
-      for (uint32_t i = sent; i < count; ++i) worker.counters->drop(core::DropReason::tx_full);
-    }
-    worker.tx.count = 0;
     worker.forwarder->begin_batch(now_ns);
-    port->rx_done();
+    worker.forwarder->process_burst(worker.rx, n, worker.tx);
+    // One kick per egress port per burst (more only when a queue filled).
+    worker.tx.flush_all();
   }
   if (received != 0) {
     core::WorkerCounters::add(worker.counters->batches);
+    report_signals(worker, now_ns);
   } else {
     core::WorkerCounters::add(worker.counters->idle_polls);
   }
-  flows_->expire_step(now_ns / 1'000'000, kExpirySlotsPerBatch, *worker.flow_counters);
+  return received;
+}
+
+void Engine::run_timers(Worker& worker, uint64_t now_ns) {
+  if (now_ns < worker.next_expiry_ns) return;
+  worker.next_expiry_ns = now_ns + static_cast<uint64_t>(options_.expiry_interval_ms) * 1'000'000ull;
+  core::WorkerCounters::add(worker.counters->expiry_ticks);
+  flows_->expire_step(now_ns / 1'000'000, expiry_slice_, *worker.flow_counters);
   report_signals(worker, now_ns);
 }
 
@@ -345,11 +254,23 @@ bool Engine::post_event(uint32_t worker, shm::EventKind kind, uint64_t time_ns, 
 }
 
 uint32_t Engine::poll(uint64_t now_ns) {
-  uint32_t before = 0, after = 0;
-  for (auto& worker : workers_) before += static_cast<uint32_t>(worker->counters->rx_packets.load(std::memory_order_relaxed));
-  for (auto& worker : workers_) run_batch(*worker, now_ns);
-  for (auto& worker : workers_) after += static_cast<uint32_t>(worker->counters->rx_packets.load(std::memory_order_relaxed));
-  return after - before;
+  uint32_t received = 0;
+  for (auto& worker : workers_) {
+    if (worker->forwarder == nullptr) continue;  // ports not open
+    received += run_batch(*worker, now_ns);
+    run_timers(*worker, now_ns);
+  }
+  return received;
+}
+
+// Sleeps until a port announces frames, the control thread wakes the worker,
+// or (only while flows are tracked) the next expiry tick is due. False if
+// epoll failed.
+bool Engine::sleep_until_work(Worker& worker, uint64_t now_ns) {
+  const bool expiry_due = tracked_flows_.load(std::memory_order_relaxed) > 0;
+  const bool slept = worker.waits.sleep(expiry_due ? std::max(worker.next_expiry_ns, now_ns + 1) : 0);
+  if (slept) core::WorkerCounters::add(worker.counters->wakeups);
+  return slept;
 }
 
 void Engine::worker_loop(Worker& worker) {
@@ -360,30 +281,40 @@ void Engine::worker_loop(Worker& worker) {
     // Best effort: a CPU outside the process's set leaves the thread unpinned.
     pthread_setaffinity_np(pthread_self(), sizeof(cpus), &cpus);
   }
-  uint32_t idle = 0;
+  uint64_t last_frame_ns = monotonic_ns();
   while (running_.load(std::memory_order_acquire)) {
     const uint64_t start = monotonic_ns();
-    const uint64_t before = worker.counters->rx_packets.load(std::memory_order_relaxed);
-    run_batch(worker, start);
-    if (worker.counters->rx_packets.load(std::memory_order_relaxed) != before) {
-      core::WorkerCounters::add(worker.counters->busy_ns, monotonic_ns() - start);
-      idle = 0;
+    if (run_batch(worker, start) != 0) {
+      const uint64_t end = monotonic_ns();
+      core::WorkerCounters::add(worker.counters->busy_ns, end - start);
+      last_frame_ns = end;
+      run_timers(worker, end);
       continue;
     }
-    if (options_.polling == Polling::adaptive && ++idle > kSpinsBeforeSleep) {
-      // Sleep until a port has frames (ports with a descriptor) or briefly.
-      pollfd fds[16];
-      nfds_t count = 0;
-      for (io::Port* port : worker.ports) {
-        if (port->wait_fd() >= 0 && count < 16) fds[count++] = pollfd{port->wait_fd(), POLLIN, 0};
-      }
-      ::poll(count ? fds : nullptr, count, kSleepMs);
+    run_timers(worker, start);
+    if (options_.polling == Polling::busy || start - last_frame_ns < options_.spin_ns) {
+      cpu_relax();
+      continue;
     }
+    if (!sleep_until_work(worker, start)) {
+      // epoll itself failed (never seen): do not spin on the error.
+      timespec nap{0, 1'000'000};
+      nanosleep(&nap, nullptr);
+    }
+    last_frame_ns = monotonic_ns();
   }
 }
 
 void Engine::start() {
-  if (!options_.threaded || running_.exchange(true)) return;
+  if (running_.exchange(true)) return;
+  if (!options_.threaded || !ports_open_) {
+    running_.store(false);
+    return;
+  }
+  for (auto& worker : workers_) {
+    // Without a wait set the worker still runs, napping between empty polls.
+    if (!worker->waits.is_open()) worker->waits.open(worker->ports);
+  }
   for (auto& worker : workers_) {
     Worker* w = worker.get();
     worker->thread = std::thread([this, w] { worker_loop(*w); });
@@ -392,31 +323,10 @@ void Engine::start() {
 
 void Engine::stop() {
   if (!running_.exchange(false)) return;
+  wake_workers();
   for (auto& worker : workers_) {
     if (worker->thread.joinable()) worker->thread.join();
   }
-}
-
-bool Engine::inject(uint32_t port, const uint8_t* data, uint32_t len, uint32_t frame_flags) {
-  if (port >= options_.port_count || !options_.af_packet_interfaces.empty()) return false;
-  // Round robin over the workers' rings: replies of a flow land on other
-  // workers than its first packet, as with the kernel's fanout.
-  for (uint32_t attempt = 0; attempt < options_.workers; ++attempt) {
-    const uint32_t w = inject_cursor_++ % options_.workers;
-    if (memory_ports_[w][port]->inject(data, len, frame_flags)) return true;
-  }
-  return false;
-}
-
-uint32_t Engine::take(uint32_t port, uint8_t* out, uint32_t capacity) {
-  if (port >= options_.port_count || !options_.af_packet_interfaces.empty()) return 0;
-  for (uint32_t attempt = 0; attempt < options_.workers; ++attempt) {
-    const uint32_t w = take_cursor_[port] % options_.workers;
-    const uint32_t len = memory_ports_[w][port]->take(out, capacity);
-    if (len != 0) return len;
-    ++take_cursor_[port];
-  }
-  return 0;
 }
 
 }  // namespace l4lb::engine

@@ -1,10 +1,12 @@
-// AF_PACKET port: a TPACKET_V3 receive ring and a transmit path (TX ring or
-// sendmmsg) on one packet socket bound to one interface. One port per worker
-// and interface; the workers of an interface share its traffic through a
-// PACKET_FANOUT group. See docs/af-packet.md for the kernel behaviour each
-// choice answers to and for the transmit measurements.
+// AF_PACKET port: a TPACKET_V2 receive ring and a transmit path (sendmmsg or
+// a TX ring) on one packet socket bound to one interface, with
+// PACKET_VNET_HDR so that GSO aggregates and partial checksums travel with
+// their metadata in both directions. One port per worker and interface; the
+// workers of an interface share its traffic through a PACKET_FANOUT group.
+// docs/af-packet.md says what each choice answers to in the kernel and what
+// the measurements were.
 //
-// Threading: create() on any thread; rx_burst / rx_done / tx_burst only on
+// Threading: create() on any thread; rx_burst / tx_burst / release only on
 // the owning worker; counters() and the accessors from any thread.
 #pragma once
 
@@ -24,14 +26,15 @@ struct mmsghdr;
 namespace l4lb::io {
 
 enum class TxMethod : uint8_t {
-  ring,      // PACKET_TX_RING (TPACKET_V3 frames), one send() kick per burst
-  sendmmsg,  // one sendmmsg() per burst, iovecs pointing at the frames
+  ring,      // PACKET_TX_RING, one send() kick per burst; no offloads (frames must fit a slot)
+  sendmmsg,  // one sendmmsg() per burst, iovecs pointing at the frames; GSO and checksum offload
 };
 
 // The faster of the two on veth: sendmmsg costs the sending core 10-20%
 // less per packet than the TX ring, whose frames the kernel attaches as page
 // fragments that veth must then copy (skb_orphan_frags); docs/af-packet.md
-// has the numbers.
+// has the numbers. It also passes 64 KiB aggregates on, which ring slots
+// cannot hold.
 inline constexpr TxMethod kDefaultTxMethod = TxMethod::sendmmsg;
 
 // AfPacketOptions::fanout_group
@@ -47,17 +50,19 @@ struct AfPacketOptions {
   // into it for the setup and back before returning.
   std::string netns_path;
 
-  // Receive ring. A block is handed to user space when full or when
-  // `rx_block_timeout_ms` passes after its first frame (TPACKET_V3 retires a
-  // partly filled block only on that timer, so it bounds the latency at low
-  // rate; 0 lets the kernel derive it from the link speed, 8 ms on veth).
-  uint32_t rx_block_size = 1u << 18;  // bytes; a multiple of the page size
-  uint32_t rx_block_count = 32;       // 8 MiB of ring with the default size
-  uint32_t rx_frame_size = 2048;      // the kernel's frame-count sanity check; V3 packs frames by length
-  uint32_t rx_block_timeout_ms = 1;
+  // Receive ring: fixed slots, each handed to user space the moment the
+  // kernel fills it (TPACKET_V2: no block timer between a frame and the
+  // worker). 0 slot size: the smallest power of two that holds a frame of
+  // the interface's MTU with its headers.
+  uint32_t rx_frame_count = 4096;
+  uint32_t rx_frame_size = 0;
   // Writable bytes guaranteed before every received frame (PACKET_RESERVE):
   // tunnel encapsulation prepends up to 36 bytes in place, VLAN re-insertion 4.
   uint32_t headroom = 64;
+  // Frames longer than a slot (GSO/GRO aggregates of up to 64 KiB) are
+  // queued whole on the socket as well (PACKET_COPY_THRESH) and read with
+  // recvmsg into these buffers; rx_burst pauses while all are in use.
+  uint32_t aggregate_buffers = 16;
 
   // PACKET_FANOUT_HASH group id (0..65535), kNoFanout or kFanoutNewGroup.
   // A group belongs to one interface of one namespace: two interfaces need
@@ -77,25 +82,16 @@ struct AfPacketOptions {
   int32_t cpu = -1;  // CPU of the owning worker (stored for pinning; -1: none)
 };
 
-// Why create() failed. `code` is stable (ENO_INTERFACE, EPORT_OPTIONS,
-// EPORT_NETNS, EPORT_SOCKET, EPORT_FILTER, EPORT_RING, EPORT_BIND,
-// EPORT_FANOUT); `message` names the call, the interface and errno.
-struct PortError {
-  std::string code;
-  std::string message;
-  int error_number = 0;  // errno of the failed call; 0 for option checks
-};
-
 // Beyond PortCounters: what the port itself skipped or had to retry.
 struct AfPacketCounters {
   uint64_t rx_outgoing_skipped = 0;  // PACKET_OUTGOING frames found in the ring (kernels without IGNORE_OUTGOING)
-  uint64_t rx_truncated = 0;         // snap length < wire length: not handed out
-  uint64_t rx_oversize = 0;          // longer than MTU + Ethernet + one tag (GSO/GRO aggregates): handed out
+  uint64_t rx_truncated = 0;         // longer than a slot and no whole copy queued (or longer than a buffer)
+  uint64_t rx_aggregates = 0;        // GSO/GRO aggregates received (read with recvmsg when beyond a slot)
   uint64_t tx_kicks = 0;             // send()/sendmmsg() calls
   uint64_t tx_kick_errors = 0;       // of which failed (frames then wait in the ring or are dropped)
 };
 
-class AfPacketPort final : public Port {
+class AfPacketPort final : public Port, private core::FrameOwner {
  public:
   // nullptr and *error filled on failure; nothing is left open then.
   static std::unique_ptr<AfPacketPort> create(const AfPacketOptions& options, PortError* error);
@@ -104,9 +100,9 @@ class AfPacketPort final : public Port {
   AfPacketPort& operator=(const AfPacketPort&) = delete;
 
   uint32_t rx_burst(core::Frame* frames, uint32_t max) override;
-  void rx_done() override;
-  uint32_t tx_burst(const core::Frame* frames, uint32_t count) override;
+  TxResult tx_burst(core::Frame* frames, uint32_t count) override;
   int wait_fd() const override { return fd_; }
+  PortCapabilities capabilities() const override;
   PortCounters counters() const override;
 
   AfPacketCounters driver_counters() const;
@@ -116,6 +112,7 @@ class AfPacketPort final : public Port {
   const std::string& interface() const { return interface_; }
   int ifindex() const { return ifindex_; }
   uint32_t mtu() const { return mtu_; }
+  uint32_t rx_frame_size() const { return rx_frame_size_; }
   TxMethod tx_method() const { return tx_method_; }
   int32_t fanout_group() const { return fanout_group_; }
   int32_t cpu() const { return cpu_; }
@@ -124,26 +121,31 @@ class AfPacketPort final : public Port {
   bool kernel_ignores_outgoing() const { return kernel_ignores_outgoing_; }
 
  private:
+  struct AggregateBuffer;
+
   AfPacketPort() = default;
   bool setup(const AfPacketOptions& options, PortError* error);
   bool setup_in_namespace(const AfPacketOptions& options, PortError* error);
-  uint32_t tx_burst_ring(const core::Frame* frames, uint32_t count);
-  uint32_t tx_burst_sendmmsg(const core::Frame* frames, uint32_t count);
+  void release(core::Frame* frames, uint32_t count) override;
+  void release_slot(uint32_t slot);
+  bool read_aggregate(core::Frame* frame);
+  TxResult tx_burst_ring(core::Frame* frames, uint32_t count);
+  TxResult tx_burst_sendmmsg(core::Frame* frames, uint32_t count);
   void kick_tx_ring();
-  uint8_t* rx_block(uint32_t index) const { return ring_ + static_cast<size_t>(index) * rx_block_size_; }
+  uint8_t* rx_slot(uint32_t index) const { return ring_ + static_cast<size_t>(index) * rx_frame_size_; }
   uint8_t* tx_slot(uint32_t index) const { return tx_ring_ + static_cast<size_t>(index) * tx_frame_size_; }
 
   // Set once by create().
   int fd_ = -1;
-  uint8_t* ring_ = nullptr;  // mmap: RX blocks, then TX slots (ring method)
+  uint8_t* ring_ = nullptr;  // mmap: RX slots, then TX slots (ring method)
   size_t ring_bytes_ = 0;
   uint8_t* tx_ring_ = nullptr;
   std::string interface_;
   int ifindex_ = 0;
   uint32_t mtu_ = 0;
   uint32_t max_frame_len_ = 0;  // MTU + Ethernet header + one VLAN tag
-  uint32_t rx_block_size_ = 0;
-  uint32_t rx_block_count_ = 0;
+  uint32_t rx_frame_size_ = 0;
+  uint32_t rx_frame_count_ = 0;
   uint32_t tx_frame_size_ = 0;
   uint32_t tx_frame_count_ = 0;
   TxMethod tx_method_ = kDefaultTxMethod;
@@ -151,24 +153,25 @@ class AfPacketPort final : public Port {
   int32_t cpu_ = -1;
   bool kernel_ignores_outgoing_ = false;
 
-  // Worker-owned receive position. Blocks are consumed in ring order: the
-  // kernel fills them in that order and never skips one still held by us.
-  uint32_t rx_block_index_ = 0;      // block being read (or next to open)
-  bool rx_block_open_ = false;       // rx_block_index_ is user-owned and being walked
-  uint32_t rx_packets_left_ = 0;     // in the open block
-  uint8_t* rx_next_packet_ = nullptr;
-  uint32_t rx_release_index_ = 0;    // first block not yet returned to the kernel
-  uint32_t rx_blocks_consumed_ = 0;  // walked to the end, awaiting rx_done
+  // Worker-owned receive position: the next slot to look at. Slots are
+  // filled by the kernel in ring order; one handed out stays ours until
+  // released (the kernel drops rather than overwrite it).
+  uint32_t rx_next_ = 0;
+  std::vector<uint8_t> rx_held_;  // per slot: handed out and not yet released
+  // Aggregates read with recvmsg: a free list of buffers (worker only).
+  std::vector<std::unique_ptr<AggregateBuffer>> aggregates_;
+  std::vector<uint32_t> free_aggregates_;
 
   // Worker-owned transmit position.
   uint32_t tx_head_ = 0;             // next TX ring slot to fill (the kernel's head follows it)
   bool tx_backlog_ = false;          // the last kick left frames queued in the TX ring
   std::unique_ptr<mmsghdr[]> tx_messages_;
-  std::unique_ptr<iovec[]> tx_iovecs_;
+  std::unique_ptr<iovec[]> tx_iovecs_;        // two per message: virtio_net_hdr, frame
+  std::unique_ptr<uint8_t[]> tx_vnet_headers_;  // one per message
 
   // One writer (the worker; kernel_drops: any thread calling counters()).
   std::atomic<uint64_t> rx_packets_{0}, rx_bytes_{0}, tx_packets_{0}, tx_bytes_{0}, tx_dropped_{0};
-  std::atomic<uint64_t> rx_outgoing_skipped_{0}, rx_truncated_{0}, rx_oversize_{0}, tx_kicks_{0}, tx_kick_errors_{0};
+  std::atomic<uint64_t> rx_outgoing_skipped_{0}, rx_truncated_{0}, rx_aggregates_{0}, tx_kicks_{0}, tx_kick_errors_{0};
   // PACKET_STATISTICS resets the kernel's counter on every read: each reader
   // adds the delta it took, so concurrent readers lose nothing.
   mutable std::atomic<uint64_t> kernel_drops_{0};

@@ -105,7 +105,7 @@ DecapMalformed classify_inner_drop(DropReason reason, uint8_t outer_tos, uint8_t
 
 DecapResult decapsulate_tunnel_packet(uint8_t* packet, uint32_t len, const DecapFilter& filter) {
   uint8_t* l2 = prepend_placeholder_ethernet(packet);
-  core::Frame frame{l2, len + kEthHeaderLen, 0, 0, 0, 0, 0};
+  core::Frame frame = core::make_frame(l2, len + kEthHeaderLen, 0, 0);
   PacketInfo info;
   const ParseStatus outer_status = core::parse_frame(frame.data, frame.len, &info);
   if (!outer_status.is_ok()) return malformed(classify_outer_drop(packet, len, outer_status.reason));
@@ -162,7 +162,7 @@ ReturnResult encapsulate_return_packet(uint8_t* packet, uint32_t len, const Retu
     return result;
   }
   uint8_t* l2 = prepend_placeholder_ethernet(packet);
-  core::Frame frame{l2, len + kEthHeaderLen, kTunnelPacketHeadroom - kEthHeaderLen, 0, 0, 0, 0};
+  core::Frame frame = core::make_frame(l2, len + kEthHeaderLen, kTunnelPacketHeadroom - kEthHeaderLen, 0);
   PacketInfo info;
   if (!core::parse_frame(frame.data, frame.len, &info).is_ok()) {
     result.reason = ReturnDrop::malformed;

@@ -160,8 +160,10 @@ describe('balancer behaviour through AF_PACKET', () => {
     // A kernel that forwarded replies too would duplicate every one of the
     // thousands of segments; a busy machine may make a backend retransmit a
     // few segments early (each shows up as a DSACK) without that: allow 1%.
+    // Segments as the client's stack counts them: with the default offloads
+    // an aggregate of up to 64 KiB arrives (and counts) as one.
     const duplicates = delta('TcpExtTCPDSACKOldSent') + delta('TcpExtTCPDSACKOfoSent');
-    expect(delta('TcpInSegs')).toBeGreaterThan(3000);
+    expect(delta('TcpInSegs')).toBeGreaterThan(300);
     expect(duplicates).toBeLessThanOrEqual(delta('TcpInSegs') / 100);
   });
 

@@ -1,6 +1,8 @@
 // Every forwarding method through the AF_PACKET workers, with one and two
 // workers: 200 HTTP requests on new TCP connections with byte-exact bodies,
-// a 50 MB transfer intact, UDP echo from the VIP, and round-robin shares.
+// a 50 MB download and a 50 MB upload intact, UDP echo from the VIP, and
+// round-robin shares. The links keep the kernel's default offloads, so the
+// TCP stacks on both sides hand the balancer 64 KiB aggregates.
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Method } from '../../lib/index.js';
 import type { Lab } from '../../lib/lab/index.js';
@@ -66,7 +68,7 @@ async function build(c: Case): Promise<{ topology: Topology; backendPort: number
 
 describe.each([1, 2])('forwarding methods through AF_PACKET, %i worker(s)', (workers) => {
   for (const c of cases) {
-    it(`${c.name}: 200 HTTP connections, 50 MB intact, UDP echo, rr shares`, async () => {
+    it(`${c.name}: 200 HTTP connections, 50 MB down and up intact, UDP echo, rr shares`, async () => {
       const { topology, backendPort } = await build(c);
       balancer = await BalancerProcess.start(topology, {
         options: { workers, ...(c.localAddresses ? { localAddresses: c.localAddresses } : {}) },
@@ -91,12 +93,22 @@ describe.each([1, 2])('forwarding methods through AF_PACKET, %i worker(s)', (wor
 
       const download = await runJson<{ received: number; intact: boolean }>(topology.client, 'servers/http-download.mjs', [VIP, 80, 50 * 1024 * 1024]);
       expect(download).toMatchObject({ received: 50 * 1024 * 1024, intact: true });
+      const upload = await runJson<{ received: number; intact: boolean }>(topology.client, 'servers/http-upload.mjs', [VIP, 80, 50 * 1024 * 1024]);
+      expect(upload).toMatchObject({ received: 50 * 1024 * 1024, intact: true });
 
       const udp = await runJson<{ perBackend: Record<string, number>; failures: number; mismatched: number }>(topology.client, 'servers/udp-ask.mjs', [VIP, 80, 30]);
       expect(udp).toMatchObject({ failures: 0, mismatched: 0 });
 
       const stats = await balancer.stats();
       expect(stats.services.find((s) => s.protocol === 'tcp')!.totalFlows).toBeGreaterThanOrEqual(201);
+      // The upload came as aggregates (the client's stack, default offloads);
+      // tunnels cut them, the others passed them on whole.
+      expect(stats.counters.aggregates).toBeGreaterThan(0);
+      if (c.method === 'ipip' || c.method === 'gre') expect(stats.counters.aggregatesSegmented).toBeGreaterThan(0);
+      // Cut segments always fit; the only frames too big for a tunnel are
+      // full-size segments of the client's, each answered with "fragmentation
+      // needed" (path MTU discovery) unless rate limited.
+      expect(stats.drops['too-big'] ?? 0).toBeLessThanOrEqual((stats.counters.icmpFragNeededSent ?? 0) + (stats.counters.icmpRateLimited ?? 0));
       if (c.returnThroughTunnel) expect(stats.counters.repliesViaTunnel).toBeGreaterThan(0);
       for (const server of realServers) {
         const decap = server.stats();

@@ -52,7 +52,9 @@ describe('real-server option validation', () => {
       decapsulation: 'auto',
       dryRun: false,
     });
-    expect(validateDownOptions({ vip: '198.18.0.100', netns: 'rs', dryRun: true })).toEqual({ vip: '198.18.0.100', netns: 'rs', dryRun: true });
+    expect(validateDownOptions({ vip: '198.18.0.100', netns: 'rs', dryRun: true })).toEqual({ vip: '198.18.0.100', netns: 'rs', dryRun: true, force: false });
+    expect(validateDownOptions({ vip: '198.18.0.100', force: true })).toMatchObject({ force: true });
+    expect(() => validateDownOptions({ vip: '198.18.0.100', force: 'yes' })).toThrow(expect.objectContaining({ code: 'EINVAL_TYPE', path: 'force', message: 'force: must be true or false' }));
     expect(validateCheckOptions({ vip: '198.18.0.100', method: 'dr', port: 53 })).toEqual({ vip: '198.18.0.100', method: 'dr', port: 53 });
   });
 

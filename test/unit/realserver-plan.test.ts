@@ -130,7 +130,7 @@ describe('real-server plans', () => {
       facts.sysctls[`net/ipv4/conf/${d}/arp_announce`] = '2';
     }
     const state: RealServerState = {
-      version: 1, vip, method: 'gre', decapsulation: 'userspace', changes: [{ kind: 'link-add', device }], updatedAt: '',
+      version: 2, vip, method: 'gre', namespace: { inode: 4026532001, cookie: '7', names: [] }, decapsulation: 'userspace', changes: [{ kind: 'link-add', device }], updatedAt: '',
     };
     const plan = planUp(validateUpOptions({ vip, method: 'gre' }), facts, state);
     expect(plan.steps).toEqual([]);
@@ -297,9 +297,10 @@ describe('real-server plans', () => {
 
 describe('real-server undo plans', () => {
   const state: RealServerState = {
-    version: 1,
+    version: 2,
     vip,
     method: 'gre',
+    namespace: { inode: 4026532001, cookie: '7', names: ['rs1'] },
     netns: 'rs1',
     decapsulation: 'userspace',
     changes: [
@@ -325,7 +326,7 @@ describe('real-server undo plans', () => {
   };
 
   it('undoes newest first, skipping what goes away with the device', () => {
-    const plan = planDown(state, now);
+    const plan = planDown(state, now, 'rs1');
     expect(plan.steps.map((s) => formatCommand(s.argv))).toEqual([
       'kill -TERM 4242',
       `ip -n rs1 rule del priority 1000 from ${vip} lookup ${table}`,
@@ -338,6 +339,18 @@ describe('real-server undo plans', () => {
     expect(plan.leftAlone).toEqual([]);
   });
 
+  it('addresses the namespace as the caller does: a record made with --netns is undone from inside it (ip netns exec)', () => {
+    const plan = planDown(state, now, undefined);
+    expect(plan.steps.map((s) => formatCommand(s.argv))).toEqual([
+      'kill -TERM 4242',
+      `ip rule del priority 1000 from ${vip} lookup ${table}`,
+      `ip link del dev ${device}`,
+      'sysctl -w net.ipv4.conf.eth0.arp_announce=1',
+      'sysctl -w net.ipv4.conf.all.arp_ignore=0',
+      `ip address del ${vip}/32 dev lo`,
+    ]);
+  });
+
   it('leaves alone what someone changed since, and what is already gone', () => {
     const plan = planDown(state, {
       ...now,
@@ -345,7 +358,7 @@ describe('real-server undo plans', () => {
       sysctls: { 'net/ipv4/conf/all/arp_ignore': '2', 'net/ipv4/conf/eth0/arp_announce': '2' },
       rules: [],
       decapsulator: 'gone',
-    });
+    }, 'rs1');
     expect(plan.steps.map((s) => formatCommand(s.argv))).toEqual(['ip netns exec rs1 sysctl -w net.ipv4.conf.eth0.arp_announce=1']);
     expect(plan.leftAlone).toEqual([
       'decapsulator (process 4242) is no longer running',
@@ -360,6 +373,7 @@ describe('real-server undo plans', () => {
     const plan = planDown(
       { ...state, changes: [{ kind: 'link-up', device: 'tunl0' }, { kind: 'decapsulator', device, pid: process.pid }] },
       { ...now, links: [link('tunl0')], decapsulator: 'this-process' },
+      'rs1',
     );
     expect(plan.steps.map((s) => s.shell ?? formatCommand(s.argv))).toEqual([
       `# stop the decapsulator running in this process (${process.pid})`,

@@ -18,12 +18,14 @@
 #include "core/checksum.h"
 #include "core/parse.h"
 #include "engine/engine.h"
+#include "io/memory_port.h"
 #include "fixture_file.h"
 
 using namespace l4lb;
 
 namespace {
 
+std::shared_ptr<io::MemoryDriver> g_memory;
 std::unique_ptr<engine::Engine> g_engine;
 std::vector<uint8_t> g_snapshot;
 uint64_t g_now_ms = 1000;
@@ -63,11 +65,14 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   const auto fixtures = test::read_fixtures(std::string(L4LB_SOURCE_DIR) + "/native/test/fixtures/packets.txt");
   g_snapshot = fixtures.at(0).snapshot;
   engine::EngineOptions options;
-  options.port_count = fixtures.at(0).ports;
   options.flow_slots = 1024;
   options.backend_slots = 64;
-  options.memory_ring_frames = 64;
-  g_engine = std::make_unique<engine::Engine>(options);
+  io::MemoryPortOptions port_options;
+  port_options.ring_frames = 64;
+  g_memory = std::make_shared<io::MemoryDriver>(fixtures.at(0).ports, port_options);
+  g_engine = std::make_unique<engine::Engine>(options, g_memory);
+  io::PortError port_error;
+  if (!g_engine->open_ports(&port_error)) abort();
   std::string error;
   if (!g_engine->publish(g_snapshot.data(), g_snapshot.size(), &error)) abort();
   return 0;
@@ -75,8 +80,8 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!g_engine) LLVMFuzzerInitialize(nullptr, nullptr);
-  if (size < 2 || size > io::MemoryPort::kMaxFrame + 1) return 0;
-  const uint32_t port = data[0] % g_engine->options().port_count;
+  if (size < 2 || size > g_memory->max_frame() + 1) return 0;
+  const uint32_t port = data[0] % g_engine->port_count();
   const uint8_t* frame = data + 1;
   const uint32_t len = static_cast<uint32_t>(size - 1);
   core::PacketInfo in;
@@ -88,18 +93,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const bool unrelated = input_valid && !view.is_vip(in.dst_addr) && !view.is_port_address(in.dst_addr) &&
                          !is_backend(in.src_addr) && !view.is_vip(in.src_addr) && !in.has(core::kPacketIcmpError);
 
-  if (!g_engine->inject(port, frame, len, 0)) return 0;
+  if (!g_memory->inject(port, frame, len)) return 0;
   g_now_ms += 1;
   g_engine->poll(g_now_ms * 1'000'000ull);
 
-  uint8_t out[io::MemoryPort::kMaxFrame];
-  for (uint32_t p = 0; p < g_engine->options().port_count; ++p) {
-    for (uint32_t n = g_engine->take(p, out, sizeof(out)); n != 0; n = g_engine->take(p, out, sizeof(out))) {
+  static std::vector<uint8_t> out(g_memory->max_frame());
+  for (uint32_t p = 0; p < g_engine->port_count(); ++p) {
+    for (uint32_t n = g_memory->take(p, out.data(), static_cast<uint32_t>(out.size())); n != 0;
+         n = g_memory->take(p, out.data(), static_cast<uint32_t>(out.size()))) {
       if (unrelated) abort();
       if (n > len + 64 && n > 128 + 576) abort();
       core::PacketInfo info;
-      if (input_valid && core::parse_frame(out, n, &info).is_ok() && info.ip_version == 4) {
-        if (!info.has(core::kPacketIpChecksumOk) || !transport_checksum_ok(out, info)) abort();
+      if (input_valid && core::parse_frame(out.data(), n, &info).is_ok() && info.ip_version == 4) {
+        if (!info.has(core::kPacketIpChecksumOk) || !transport_checksum_ok(out.data(), info)) abort();
       }
     }
   }

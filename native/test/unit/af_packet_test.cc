@@ -29,6 +29,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/checksum.h"
@@ -155,6 +156,15 @@ Bytes udp_frame(uint32_t src, uint32_t dst, uint16_t src_port = 40000, uint16_t 
   builder.ethernet().ipv4({.src = src, .dst = dst}).udp({.src_port = src_port, .dst_port = dst_port}).payload(payload);
   if (size != 0) builder.pad_to(size);
   return builder.build();
+}
+
+Bytes tcp_frame(uint32_t src, uint32_t dst, uint16_t src_port, uint16_t dst_port, std::string_view payload) {
+  return PacketBuilder()
+      .ethernet()
+      .ipv4({.src = src, .dst = dst})
+      .tcp({.src_port = src_port, .dst_port = dst_port, .flags = 0x10})
+      .payload(payload)
+      .build();
 }
 
 Bytes tagged_udp_frame(uint16_t tpid, uint16_t tci, uint32_t src, uint32_t dst, std::string_view payload = "l4lb") {
@@ -411,12 +421,15 @@ struct Received {
   uint32_t flags = 0;
   uint32_t headroom = 0;
   uint32_t tailroom = 0;
+  core::GsoType gso_type = core::GsoType::none;
+  uint16_t gso_size = 0;
 };
 
 // Collects frames from `port` until `want` arrived or `timeout_ms` passed,
-// `burst` at a time. With `scribble`, every burst's headroom and tailroom are
-// overwritten before the frames are copied: they must be writable and apart
-// from every frame's bytes.
+// `burst` at a time, releasing each burst's buffers after copying it. With
+// `scribble`, every burst's headroom and tailroom are overwritten before the
+// frames are copied: they must be writable and apart from every frame's
+// bytes.
 std::vector<Received> collect(AfPacketPort& port, size_t want, int timeout_ms, uint32_t burst = core::kMaxBurst,
                               bool scribble = false) {
   std::vector<Received> out;
@@ -447,15 +460,16 @@ std::vector<Received> collect(AfPacketPort& port, size_t want, int timeout_ms, u
       r.flags = frames[i].flags;
       r.headroom = frames[i].headroom;
       r.tailroom = frames[i].tailroom;
+      r.gso_type = frames[i].gso_type;
+      r.gso_size = frames[i].gso_size;
       out.push_back(std::move(r));
     }
-    port.rx_done();
+    core::release_frames(frames, n);
   }
   return out;
 }
 
-// Frames that arrive within `ms` (for "nothing else comes" checks: several
-// block timeouts).
+// Frames that arrive within `ms` (for "nothing else comes" checks).
 std::vector<Received> drain(AfPacketPort& port, int ms) { return collect(port, SIZE_MAX, ms); }
 
 std::unique_ptr<AfPacketPort> open_port(AfPacketOptions options, const NetNamespace& ns, std::string* error) {
@@ -487,10 +501,10 @@ TEST(AfPacketPort, ReportsConstructionErrors) {
   EXPECT_NE(error.message.find("ENODEV"), std::string::npos) << error.message;
 
   options = options_for("lo");
-  options.rx_block_size = 1000;
+  options.rx_frame_size = 1000;
   EXPECT_EQ(AfPacketPort::create(options, &error), nullptr);
   EXPECT_EQ(error.code, "EPORT_OPTIONS");
-  EXPECT_NE(error.message.find("rx_block_size"), std::string::npos) << error.message;
+  EXPECT_NE(error.message.find("rx_frame_size"), std::string::npos) << error.message;
 
   options = options_for("lo");
   options.netns_path = "/var/run/netns/l4lb-ctest-absent";
@@ -500,41 +514,41 @@ TEST(AfPacketPort, ReportsConstructionErrors) {
 
   // The kernel's own refusal: a ring larger than it will allocate.
   options = options_for("lo");
-  options.rx_block_size = 1u << 30;
   options.rx_frame_size = 1u << 30;
-  options.rx_block_count = 1u << 20;
+  options.rx_frame_count = 1u << 20;
   EXPECT_EQ(AfPacketPort::create(options, &error), nullptr);
   EXPECT_EQ(error.code, "EPORT_RING");
   EXPECT_NE(error.message.find("PACKET_RX_RING"), std::string::npos) << error.message;
   EXPECT_NE(error.message.find("on lo"), std::string::npos) << error.message;
 }
 
-TEST(AfPacketPort, ReceivesFramesByteForByteAcrossBlocks) {
+TEST(AfPacketPort, ReceivesFramesByteForByteAroundTheRing) {
   VethLab lab;
   ASSERT_EQ(lab.build(), "");
   AfPacketOptions options = options_for("b");
-  // Small blocks: 40 frames span many blocks, read 3 at a time, so bursts
-  // end mid-block and blocks end mid-burst.
-  options.rx_block_size = 4096;
-  options.rx_block_count = 16;
+  // A small ring: 40 frames wrap around it twice, read 3 at a time.
+  options.rx_frame_count = 16;
   std::string error;
   auto port = open_port(options, lab.ns, &error);
   ASSERT_NE(port, nullptr) << error;
   EXPECT_TRUE(port->kernel_ignores_outgoing());
 
   std::vector<Bytes> sent;
-  {
-    NetnsScope inside(lab.ns);
-    ASSERT_TRUE(inside.ok()) << inside.error();
-    RawSocket sender;
-    ASSERT_EQ(sender.open("a"), "");
-    for (size_t i = 0; i < 40; ++i) {
-      const size_t size = 60 + (i * 97) % 1441;  // 60 .. 1500 bytes
-      sent.push_back(udp_frame(kClient, kVip, static_cast<uint16_t>(40000 + i), 80, size, payload_tag(i)));
-      ASSERT_TRUE(sender.send(sent.back())) << std::strerror(errno);
+  std::vector<Received> received;
+  for (size_t round = 0; round < 4; ++round) {
+    {
+      NetnsScope inside(lab.ns);
+      ASSERT_TRUE(inside.ok()) << inside.error();
+      RawSocket sender;
+      ASSERT_EQ(sender.open("a"), "");
+      for (size_t i = sent.size(); i < 10 * (round + 1); ++i) {
+        const size_t size = 60 + (i * 97) % 1441;  // 60 .. 1500 bytes
+        sent.push_back(udp_frame(kClient, kVip, static_cast<uint16_t>(40000 + i), 80, size, payload_tag(i)));
+        ASSERT_TRUE(sender.send(sent.back())) << std::strerror(errno);
+      }
     }
+    for (Received& r : collect(*port, 10, 2000, 3, /*scribble=*/true)) received.push_back(std::move(r));
   }
-  const std::vector<Received> received = collect(*port, sent.size(), 2000, 3, /*scribble=*/true);
   ASSERT_EQ(received.size(), sent.size());
   for (size_t i = 0; i < sent.size(); ++i) {
     EXPECT_EQ(received[i].bytes, sent[i]) << "frame " << i;
@@ -608,7 +622,7 @@ TEST(AfPacketPort, VlanTagIsBackInTheFrame) {
     // The tag took 4 bytes of headroom; the rest is still there for encapsulation.
     EXPECT_GE(received[i].headroom, 64u - 4u) << "frame " << i;
   }
-  EXPECT_EQ(port->driver_counters().rx_oversize, 0u);
+  EXPECT_EQ(port->driver_counters().rx_truncated, 0u);
 }
 
 // A local TCP stack's segment crosses veth with CHECKSUM_PARTIAL: its TCP
@@ -695,8 +709,8 @@ TEST(AfPacketPort, OwnAndHostSentFramesAreNotReceived) {
   std::vector<core::Frame> frames;
   std::vector<Bytes> storage;
   for (size_t i = 0; i < 20; ++i) storage.push_back(udp_frame(kVip, kClient, 80, 40000, 0, payload_tag(i)));
-  for (Bytes& bytes : storage) frames.push_back(core::Frame{bytes.data(), static_cast<uint32_t>(bytes.size()), 0, 0, 0, 0, 0});
-  ASSERT_EQ(port->tx_burst(frames.data(), static_cast<uint32_t>(frames.size())), frames.size());
+  for (Bytes& bytes : storage) frames.push_back(core::make_frame(bytes.data(), static_cast<uint32_t>(bytes.size()), 0, 0));
+  ASSERT_EQ(port->tx_burst(frames.data(), static_cast<uint32_t>(frames.size())).packets, frames.size());
   // The host stack's: a datagram to an unresolved neighbour sends an ARP request out of b.
   const int udp = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   sockaddr_in to{};
@@ -749,16 +763,16 @@ TEST_P(AfPacketTransmit, DeliversByteForByte) {
   for (size_t start = 0; start < sent.size(); start += 25) {
     std::vector<core::Frame> frames;
     for (size_t i = start; i < start + 25; ++i) {
-      frames.push_back(core::Frame{sent[i].data(), static_cast<uint32_t>(sent[i].size()), 0, 0, 0, 0, 0});
+      frames.push_back(core::make_frame(sent[i].data(), static_cast<uint32_t>(sent[i].size()), 0, 0));
     }
-    ASSERT_EQ(sender->tx_burst(frames.data(), static_cast<uint32_t>(frames.size())), frames.size());
+    ASSERT_EQ(sender->tx_burst(frames.data(), static_cast<uint32_t>(frames.size())).packets, frames.size());
     // Read as we go: the receiving ring and the veth backlog stay small.
     std::vector<Received> received = collect(*receiver, frames.size(), 2000);
     ASSERT_EQ(received.size(), frames.size());
     for (size_t i = 0; i < received.size(); ++i) EXPECT_EQ(received[i].bytes, sent[start + i]) << "frame " << start + i;
   }
-  core::Frame oversize{too_long.data(), static_cast<uint32_t>(too_long.size()), 0, 0, 0, 0, 0};
-  EXPECT_EQ(sender->tx_burst(&oversize, 1), 0u);
+  core::Frame oversize = core::make_frame(too_long.data(), static_cast<uint32_t>(too_long.size()), 0, 0);
+  EXPECT_EQ(sender->tx_burst(&oversize, 1).packets, 0u);
   const io::PortCounters counters = sender->counters();
   EXPECT_EQ(counters.tx_packets, sent.size());
   EXPECT_EQ(counters.tx_dropped, 1u);
@@ -823,9 +837,9 @@ TEST(AfPacketPort, FanoutSplitsFlowsWithBothDirectionsTogether) {
   // no member may see.
   std::vector<core::Frame> own;
   Bytes own_frame = udp_frame(kBackend, kClient, 80, 50000);
-  for (int i = 0; i < 8; ++i) own.push_back(core::Frame{own_frame.data(), static_cast<uint32_t>(own_frame.size()), 0, 0, 0, 0, 0});
-  ASSERT_EQ(first->tx_burst(own.data(), 8), 8u);
-  ASSERT_EQ(second->tx_burst(own.data(), 8), 8u);
+  for (int i = 0; i < 8; ++i) own.push_back(core::make_frame(own_frame.data(), static_cast<uint32_t>(own_frame.size()), 0, 0));
+  ASSERT_EQ(first->tx_burst(own.data(), 8).packets, 8u);
+  ASSERT_EQ(second->tx_burst(own.data(), 8).packets, 8u);
 
   std::vector<Received> from_first, from_second;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
@@ -857,11 +871,7 @@ TEST(AfPacketPort, KernelDropsCountedWhenTheRingOverflows) {
   VethLab lab;
   ASSERT_EQ(lab.build(), "");
   AfPacketOptions options = options_for("b");
-  options.rx_block_size = 4096;  // three 1000-byte frames a block
-  options.rx_block_count = 2;
-  // Blocks retire when full, not on the timer: on a loaded machine a 1 ms
-  // timer can retire a block between two sends and change the packing.
-  options.rx_block_timeout_ms = 2000;
+  options.rx_frame_count = 8;
   std::string error;
   auto port = open_port(options, lab.ns, &error);
   ASSERT_NE(port, nullptr) << error;
@@ -872,16 +882,14 @@ TEST(AfPacketPort, KernelDropsCountedWhenTheRingOverflows) {
     RawSocket sender;
     ASSERT_EQ(sender.open("a"), "");
     for (size_t i = 0; i < kSent; ++i) ASSERT_TRUE(sender.send(udp_frame(kClient, kVip, 40000, 80, 1000, payload_tag(i))));
-    // Let the block timer retire the last partly filled block.
     usleep(20 * 1000);
     const uint64_t drops = port->counters().kernel_drops;
     const std::vector<Received> received = drain(*port, 20);
-    EXPECT_GT(drops, 0u);
-    EXPECT_LT(received.size(), kSent);
+    EXPECT_EQ(received.size(), 8u) << "the ring holds 8 frames";
     EXPECT_EQ(received.size() + drops, kSent);
     // Reading again does not lose the count (the kernel's counter resets on read).
     EXPECT_EQ(port->counters().kernel_drops, drops);
-    // The ring takes frames again once its blocks are back.
+    // The ring takes frames again once its slots are back.
     const Bytes after = udp_frame(kClient, kVip, 40000, 80, 0, "after");
     ASSERT_TRUE(sender.send(after));
     const std::vector<Received> recovered = collect(*port, 1, 2000);
@@ -890,17 +898,13 @@ TEST(AfPacketPort, KernelDropsCountedWhenTheRingOverflows) {
   }
 }
 
-// A block goes back to the kernel only once every frame of it was read: a
-// block returned early would be refilled over frames not yet read.
-TEST(AfPacketPort, APartlyReadBlockStaysOurs) {
+// A frame handed out stays the caller's until released, in any order: the
+// kernel drops rather than write over it, and other slots come back at once.
+TEST(AfPacketPort, AHeldFrameStaysOursWhileOthersComeBack) {
   VethLab lab;
   ASSERT_EQ(lab.build(), "");
   AfPacketOptions options = options_for("b");
-  options.rx_block_size = 4096;  // three 1000-byte frames a block
-  options.rx_block_count = 2;
-  // Blocks retire when full, not on the timer: on a loaded machine a 1 ms
-  // timer can retire a block between two sends and change the packing.
-  options.rx_block_timeout_ms = 2000;
+  options.rx_frame_count = 4;
   std::string error;
   auto port = open_port(options, lab.ns, &error);
   ASSERT_NE(port, nullptr) << error;
@@ -915,16 +919,28 @@ TEST(AfPacketPort, APartlyReadBlockStaysOurs) {
       ASSERT_TRUE(sender.send(sent.back()));
     }
   };
-  send(3);  // fills block 0
-  std::vector<Received> received = collect(*port, 1, 2000, /*burst=*/1);
-  ASSERT_EQ(received.size(), 1u);
-  // Block 0 still holds two unread frames: block 1 takes three, the rest is dropped.
-  send(6);
+  send(4);  // fills the ring
+  core::Frame frames[4];
+  uint32_t got = 0;
+  for (int attempt = 0; attempt < 200 && got < 4; ++attempt) {
+    got += port->rx_burst(frames + got, 4 - got);
+    if (got < 4) usleep(1000);
+  }
+  ASSERT_EQ(got, 4u);
+  const core::Frame held = frames[0];
+  core::release_frames(frames + 1, 3);  // out of order: the first stays held
+  // The kernel's next slot is the held one: it drops until it comes back.
+  send(4);
   usleep(20 * 1000);
-  for (Received& r : drain(*port, 20)) received.push_back(std::move(r));
-  ASSERT_EQ(received.size(), 6u);
-  for (size_t i = 0; i < received.size(); ++i) EXPECT_EQ(received[i].bytes, sent[i]) << "frame " << i;
-  EXPECT_EQ(port->counters().kernel_drops, 3u);
+  EXPECT_TRUE(drain(*port, 20).empty());
+  EXPECT_EQ(Bytes(held.data, held.data + held.len), sent[0]) << "the held frame was written over";
+  core::Frame release = held;
+  core::release_frames(&release, 1);
+  send(1);
+  const std::vector<Received> after = collect(*port, 1, 2000);
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_EQ(after[0].bytes, sent.back());
+  EXPECT_EQ(port->counters().kernel_drops, 4u);
 }
 
 TEST(NetNamespaceHelper, RemovesNamespacesOfDeadTestProcesses) {
@@ -944,13 +960,14 @@ TEST(NetNamespaceHelper, RemovesNamespacesOfDeadTestProcesses) {
   test::run_command({"ip", "netns", "del", stale}, &output);
 }
 
-TEST(AfPacketPort, ALoneFrameWaitsOnlyForTheBlockTimeout) {
+// TPACKET_V2 hands each frame over the moment the kernel has written it: no
+// block timer between a lone frame and the reader (TPACKET_V3 retires a
+// partly filled block only when its timer fires, 1 ms at best).
+TEST(AfPacketPort, ALoneFrameIsReadableAtOnce) {
   VethLab lab;
   ASSERT_EQ(lab.build(), "");
-  AfPacketOptions options = options_for("b");
-  options.rx_block_timeout_ms = 1;
   std::string error;
-  auto port = open_port(options, lab.ns, &error);
+  auto port = open_port(options_for("b"), lab.ns, &error);
   ASSERT_NE(port, nullptr) << error;
   NetnsScope inside(lab.ns);
   ASSERT_TRUE(inside.ok()) << inside.error();
@@ -964,10 +981,129 @@ TEST(AfPacketPort, ALoneFrameWaitsOnlyForTheBlockTimeout) {
     ASSERT_EQ(collect(*port, 1, 1000).size(), 1u);
     best = std::min(best, std::chrono::steady_clock::now() - start);
   }
-  // A block of 256 KiB holds ~1100 64-byte frames: without the timer a lone
-  // frame would wait for them. The retire timer (1 ms, plus up to a tick)
-  // hands the block over and poll() wakes on it.
-  EXPECT_LT(best, std::chrono::milliseconds(20));
+  EXPECT_LT(best, std::chrono::microseconds(500));
+}
+
+// A TCP connection across veth with the kernel's default offloads: the
+// sender's stack hands the link 64 KiB aggregates, which arrive whole with
+// their GSO metadata (frames longer than a slot through the socket's queue).
+TEST(AfPacketPort, AggregatesOfALocalTcpStackArriveWhole) {
+  NetNamespace client("client");
+  NetNamespace server("server");
+  ASSERT_TRUE(client.ok()) << client.error();
+  ASSERT_TRUE(server.ok()) << server.error();
+  client.ip({"link", "add", "name", "c", "type", "veth", "peer", "name", "s", "netns", server.name()});
+  client.ip({"address", "add", "198.18.0.1/24", "dev", "c"});
+  server.ip({"address", "add", "198.18.0.2/24", "dev", "s"});
+  client.ip({"link", "set", "dev", "c", "up"});
+  server.ip({"link", "set", "dev", "s", "up"});
+  ASSERT_TRUE(client.ok()) << client.error();
+  ASSERT_TRUE(server.ok()) << server.error();
+  AfPacketOptions options = options_for("s");
+  BpfFilterSpec spec;
+  spec.destinations = {ipv4_addr(198, 18, 0, 2)};
+  spec.accept_arp = false;
+  options.filter = io::build_bpf_filter(spec).instructions;
+  std::string error;
+  auto port = open_port(options, server, &error);
+  ASSERT_NE(port, nullptr) << error;
+
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(8080);
+  address.sin_addr.s_addr = htonl(ipv4_addr(198, 18, 0, 2));
+  int listener = -1, connector = -1;
+  {
+    NetnsScope inside(server);
+    ASSERT_TRUE(inside.ok()) << inside.error();
+    listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_EQ(0, bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof(address))) << std::strerror(errno);
+    ASSERT_EQ(0, listen(listener, 4));
+  }
+  constexpr size_t kBytes = 1 << 20;
+  std::thread reader([&] {
+    const int accepted = accept(listener, nullptr, nullptr);
+    std::vector<uint8_t> sink(1 << 16);
+    size_t total = 0;
+    while (accepted >= 0 && total < kBytes) {
+      const ssize_t n = read(accepted, sink.data(), sink.size());
+      if (n <= 0) break;
+      total += static_cast<size_t>(n);
+    }
+    if (accepted >= 0) close(accepted);
+  });
+  {
+    NetnsScope inside(client);
+    ASSERT_TRUE(inside.ok()) << inside.error();
+    connector = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_EQ(0, connect(connector, reinterpret_cast<sockaddr*>(&address), sizeof(address))) << std::strerror(errno);
+    std::vector<uint8_t> data(kBytes, 'x');
+    size_t written = 0;
+    while (written < kBytes) {
+      const ssize_t n = write(connector, data.data() + written, kBytes - written);
+      ASSERT_GT(n, 0) << std::strerror(errno);
+      written += static_cast<size_t>(n);
+    }
+  }
+  const std::vector<Received> received = drain(*port, 500);
+  close(connector);
+  reader.join();
+  close(listener);
+  size_t aggregates = 0, payload = 0;
+  for (const Received& r : received) {
+    ASSERT_GE(r.bytes.size(), 14u + 20u + 20u);
+    const uint16_t ip_len = core::load_be16(&r.bytes[14 + 2]);
+    EXPECT_EQ(ip_len + 14u, r.bytes.size()) << "the whole aggregate, as its IP header declares";
+    payload += ip_len - (r.bytes[14] & 0x0f) * 4u - (r.bytes[14 + 20 + 12] >> 4) * 4u;
+    if (r.gso_type == core::GsoType::none) continue;
+    ++aggregates;
+    EXPECT_EQ(r.gso_type, core::GsoType::tcp4);
+    EXPECT_GT(r.gso_size, 0u);
+    EXPECT_LE(r.gso_size, 1500u - 40u);
+    EXPECT_TRUE(r.flags & core::kFrameChecksumPartial);
+  }
+  EXPECT_GT(aggregates, 0u) << "the sender's stack did not aggregate: offloads off on veth?";
+  EXPECT_GE(payload, kBytes) << "every byte of the stream reached the port";
+  EXPECT_EQ(port->driver_counters().rx_truncated, 0u);
+  EXPECT_EQ(port->driver_counters().rx_aggregates, aggregates);
+}
+
+// An aggregate sent with its metadata crosses veth as one GSO packet: the
+// peer's port receives it with the same segment size (the kernel would cut
+// it on a NIC, or hand it to the peer's TCP stack whole).
+TEST(AfPacketPort, AggregatesLeaveWithTheirMetadata) {
+  VethLab lab;
+  ASSERT_EQ(lab.build(), "");
+  std::string error;
+  auto sender = open_port(options_for("b"), lab.ns, &error);
+  ASSERT_NE(sender, nullptr) << error;
+  auto receiver = open_port(options_for("a"), lab.ns, &error);
+  ASSERT_NE(receiver, nullptr) << error;
+  EXPECT_TRUE(sender->capabilities().segmentation_offload);
+  // 10 segments of 1000 bytes of one TCP stream, with a partial checksum.
+  Bytes aggregate = tcp_frame(kVip, kClient, 80, 40000, std::string(10000, 'y'));
+  const uint32_t l4 = 14 + 20;
+  uint8_t pseudo[12];
+  std::memcpy(pseudo, &aggregate[14 + 12], 8);
+  pseudo[8] = 0;
+  pseudo[9] = 6;
+  core::store_be16(pseudo + 10, static_cast<uint16_t>(aggregate.size() - l4));
+  core::store_be16(&aggregate[l4 + 16],
+                   static_cast<uint16_t>(~core::checksum_finish(core::checksum_partial(pseudo, sizeof(pseudo)))));
+  core::Frame frame = core::make_frame(aggregate.data(), static_cast<uint32_t>(aggregate.size()), 0, 0);
+  frame.flags = core::kFrameChecksumPartial;
+  frame.csum_start = l4;
+  frame.csum_offset = 16;
+  frame.gso_type = core::GsoType::tcp4;
+  frame.gso_size = 1000;
+  frame.header_len = l4 + 20;
+  EXPECT_EQ(sender->tx_burst(&frame, 1).packets, 1u);
+  const std::vector<Received> received = collect(*receiver, 1, 2000);
+  ASSERT_EQ(received.size(), 1u);
+  EXPECT_EQ(received[0].bytes.size(), aggregate.size());
+  EXPECT_EQ(received[0].gso_type, core::GsoType::tcp4);
+  EXPECT_EQ(received[0].gso_size, 1000u);
+  EXPECT_TRUE(received[0].flags & core::kFrameChecksumPartial);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 
 #include "core/drop_reason.h"
 #include "engine/engine.h"
+#include "io/memory_port.h"
 #include "fixture_file.h"
 
 using namespace l4lb;
@@ -56,11 +57,14 @@ TEST_P(PacketFixtures, AllFixturesProduceExactFrames) {
     SCOPED_TRACE(fixture.name + ": " + fixture.description);
     engine::EngineOptions options;
     options.workers = GetParam();
-    options.port_count = fixture.ports;
     options.flow_slots = 4096;
-    options.memory_ring_frames = 64;
     for (uint8_t i = 0; i < 16; ++i) options.hash_key[i] = static_cast<uint8_t>(i + 1);  // as the vitest runner
-    engine::Engine e(options);
+    io::MemoryPortOptions port_options;
+    port_options.ring_frames = 64;
+    auto memory = std::make_shared<io::MemoryDriver>(fixture.ports, port_options);
+    engine::Engine e(options, memory);
+    io::PortError port_error;
+    ASSERT_TRUE(e.open_ports(&port_error)) << port_error.message;
     std::string error;
     ASSERT_TRUE(e.publish(fixture.snapshot.data(), fixture.snapshot.size(), &error)) << error;
     int step_number = 0;
@@ -72,14 +76,17 @@ TEST_P(PacketFixtures, AllFixturesProduceExactFrames) {
       const auto drops_before = drop_counts(e);
       const auto counters_before = counter_values(e);
       if (step.has_inject) {
-        ASSERT_TRUE(e.inject(step.inject.port, step.inject.bytes.data(), static_cast<uint32_t>(step.inject.bytes.size()),
-                             step.inject_flags));
+        io::MemoryFrameMeta meta;
+        meta.flags = step.inject_flags;
+        ASSERT_TRUE(memory->inject(step.inject.port, step.inject.bytes.data(), static_cast<uint32_t>(step.inject.bytes.size()),
+                                   meta));
       }
       for (int round = 0; round < 2; ++round) e.poll(step.now_ms * 1'000'000ull);
       std::vector<std::pair<uint32_t, std::string>> sent, expected;
-      uint8_t buffer[io::MemoryPort::kMaxFrame];
+      std::vector<uint8_t> storage(memory->max_frame());
+      uint8_t* buffer = storage.data();
       for (uint32_t port = 0; port < fixture.ports; ++port) {
-        for (uint32_t len = e.take(port, buffer, sizeof(buffer)); len != 0; len = e.take(port, buffer, sizeof(buffer))) {
+        for (uint32_t len = memory->take(port, buffer, static_cast<uint32_t>(storage.size())); len != 0; len = memory->take(port, buffer, static_cast<uint32_t>(storage.size()))) {
           sent.emplace_back(port, hex(buffer, len));
         }
       }

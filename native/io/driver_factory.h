@@ -1,0 +1,25 @@
+// Builds a driver from its name and options: the one place that knows every
+// driver (the engine and the addon know io::Driver only).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "io/af_packet_driver.h"
+#include "io/driver.h"
+#include "io/memory_port.h"
+
+namespace l4lb::io {
+
+struct DriverSpec {
+  std::string name = "memory";  // "memory" | "af_packet"
+  uint32_t interfaces = 1;      // memory: how many ports
+  MemoryPortOptions memory;
+  AfPacketDriverOptions af_packet;
+};
+
+// nullptr with *error set (code EDRIVER_UNAVAILABLE for a driver this build
+// lacks, EPORT_OPTIONS for bad options).
+std::shared_ptr<Driver> make_driver(const DriverSpec& spec, PortError* error);
+
+}  // namespace l4lb::io
