@@ -423,6 +423,11 @@ async function measureIdle(bed: Testbed, balancer: BalancerUnderTest, progress: 
   };
 }
 
+/** An IPv4 nat flow takes two table slots; the slot size comes from the addon. */
+function natFlowTableBytes(): number {
+  return 2 * loadBinding().bench.flowTableBytesPerSlot;
+}
+
 /**
  * A busy loop pinned to the forwarder's CPU (a noisy neighbour at the same
  * priority) while the generator sends flat out: the forwarder should keep
@@ -486,7 +491,7 @@ async function measureStorm(
     flowsCreated: snapshot.stats.counters.flowsCreated ?? 0,
     flowsHeld: snapshot.stats.flows.active,
     flowTableFull: snapshot.stats.drops['flow-table-full'] ?? 0,
-    tableBytesPerFlow: 2 * 72,
+    tableBytesPerFlow: natFlowTableBytes(),
     capacity: snapshot.stats.flows.capacity,
   };
 }
@@ -535,7 +540,7 @@ async function measureMillionFlows(
       flowsHeld: held,
       flowTableFull: (after.stats.drops['flow-table-full'] ?? 0) - (before.stats.drops['flow-table-full'] ?? 0),
       rssBytesPerFlow: held > 0 ? (balancer.rssAfterCreate - balancer.rssBeforeCreate) / held : 0,
-      tableBytesPerFlow: 2 * 72,
+      tableBytesPerFlow: natFlowTableBytes(),
       capacity,
     };
   } catch (error) {

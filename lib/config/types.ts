@@ -12,7 +12,7 @@ export type BackendState = 'up' | 'down';
 export type ServiceState = 'up' | 'down';
 
 export interface FlowOptions {
-  /** Flows tracked at once (default 262144). Each nat/fullnat flow uses two table entries, so the table has 2 × capacity entries of 72 bytes. */
+  /** Flows tracked at once (default 262144). The table has 2 × capacity slots of 32 bytes; an IPv4 nat/fullnat flow takes two, a dr or tunnel flow one. */
   capacity?: number;
   /** Idle timeout of an established TCP flow (default 900000). */
   tcpEstablishedTimeoutMs?: number;

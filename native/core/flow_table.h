@@ -2,47 +2,102 @@
 //
 // A flow is created by the worker that sees its first packet; in nat and
 // fullnat the replies come back through the kernel's fanout on any worker, so
-// every operation here is safe from several threads at once without locks.
+// every operation here is safe from several threads at once. Readers
+// (lookup) never lock and never write shared state on a hit; writers that
+// place entries (insert, and the cuckoo moves an insert makes) hold striped
+// try-locks with a bounded spin, so no operation ever blocks indefinitely.
 //
-// Layout. Slots are grouped in buckets of 8. Each bucket has one cache line of
-// control words (8 x 64 bits: slot state, entry kind, TCP state, a 24-bit tag
-// of the key's hash, a 32-bit version) and each slot has one 64-byte entry line
-// (key, backend, path, peer link, last-seen time). A key may live in either of
-// two buckets chosen by independent halves of its keyed hash ("power of two
-// choices": an insert takes the emptier one), so that buckets of 8 do not
-// overflow below ~73% load; a lookup reads at most two control lines, plus one
-// entry line per tag match.
-// Control lines change only when a slot is claimed, published, deleted or when
-// a TCP flow changes state, so workers touching different flows of one bucket
-// do not bounce it; the per-packet write (last seen) lands in the flow's own
-// entry line.
+// Layout. The table is an array of 32-byte slots grouped in buckets of 4
+// (128 bytes, two cache lines, 128-byte aligned). A slot is one control word
+// (slot state, entry kind, TCP state, protocol, flags, ingress path, version)
+// and three payload words; every word is accessed through std::atomic_ref,
+// so the zero-filled memory of a fresh mapping is a valid empty table.
+// Entries are "narrow" (one slot) or "wide" (two slots: an aligned half of
+// a bucket, i.e. one cache line; the second slot's control word says TAIL):
 //
-// Memory, honestly: 72 bytes per slot (64-byte entry + 8-byte control word).
-// A nat or fullnat flow takes two slots (forward key, reverse key): 144 bytes;
-// a dr/tunnel flow one: 72 bytes; a persistence template one: 72 bytes. Size
-// the table for at most 75% load, i.e. 192 bytes per nat flow: 1,000,000 nat
-// flows need 2.67 M slots, 192 MB. Measured with random keys: no insert finds
-// both buckets full below 73% load; at 85%, 0.15% do (they get `full` once
-// eviction of half-open and expired entries finds nothing).
+//   entry                 slots  payload
+//   IPv4 forward            1    addresses, ports, backend id, last seen, reply slot
+//   IPv4 reverse            1    the reply tuple, link to its forward entry (slot, version)
+//   IPv4 template           1    client, service id, backend id, last seen, timeout
+//   IPv6 forward            2    as IPv4 with 128-bit addresses
+//   IPv6 reverse (fullnat)  2    the reply tuple, link
+//   IPv6 reverse (nat)      1    compact: the backend address, and the backend port and an
+//                                11-bit tag in the control word; the rest of the reply
+//                                tuple (client address and port) is the forward key's source
+//   IPv6 template           2
 //
-// Concurrency (what makes it lock-free and exact):
-//  - Claim: an inserter CASes an EMPTY control word to CLAIMED (seq_cst),
-//    bumping the version, writes the entry's fields with release stores, then
-//    publishes LIVE with a release store. Readers load the control word with
-//    acquire, copy the fields with acquire loads and re-check the version (a
-//    seqlock whose writer is the claim): a torn or recycled entry is never
-//    returned.
-//  - Exactly one live entry per key: after claiming, an inserter re-scans both
-//    candidate buckets with seq_cst loads; if it sees another CLAIMED slot with
-//    the same tag, or a LIVE slot with the same key, it gives its slot back.
-//    Of two concurrent claimants the later one in the seq_cst order always sees
-//    the earlier, so at most one of them publishes.
-//  - Deletion is a CAS from LIVE to EMPTY that bumps the version; every update
-//    through a FlowHandle (state change, delete) is a CAS that checks the
-//    version, so a handle to a recycled slot changes nothing (no ABA: the
-//    version is 32 bits and a slot is recycled at most once per insert).
-//  - The last-seen time is a relaxed store in the entry line: a late store to a
-//    recycled slot only makes a brand-new entry look a few microseconds younger.
+// So an IPv4 nat or fullnat flow costs 64 bytes (two slots), an IPv4 dr or
+// tunnel flow 32, a template 32 (IPv6: nat 96, fullnat 128, dr 64, template
+// 64). The flow label is not part of an IPv6 key. IPv4 and IPv6 entries
+// share the slots, so the memory is not split between the families.
+// The client-side path (ingress port + next-hop MAC, 8 bytes) is interned in
+// a table of 4,093 paths shared by all flows (12 bits per flow): in practice
+// a few routers' MACs. Past 4,093 distinct paths (an L2 segment with that many
+// client hosts), new flows are tracked without one: their replies follow the
+// routing table, and `ingress_paths_full` counts them. Paths are never freed.
+//
+// Placement: a key may live in either of two buckets chosen by independent
+// halves of its keyed hash. An insert takes a free slot (or aligned pair) of
+// the first bucket, else of the second; when both are full it makes room by
+// moving entries to their other bucket along a short path found breadth first
+// (cuckoo displacement), which keeps inserts succeeding to well above 90%
+// load; only when no path exists does it evict (half-open first, then
+// expired, then `full`). A lookup reads the first bucket and, unless it hit
+// there, the second: at most four cache lines, two of them adjacent pairs,
+// and no dependent read on a hit. prefetch() pulls exactly those lines.
+//
+// Sizing: size the table by flows (slots_for_flows: IPv4 nat flows at 90%
+// load, 71 bytes per flow: 10,000,000 flows in 711 MB) or by bytes
+// (slots_for_bytes). The memory is allocated, faulted in (transparent huge
+// pages where the kernel offers them) and zeroed when the table is built;
+// nothing allocates afterwards.
+//
+// Concurrency (what makes it lock-free for readers and exact):
+//  - Slot versions. A control word's version (32 bits) is bumped when the slot
+//    is claimed and when it is freed, never when it is published or changes
+//    TCP state. A handle is (slot, version); every update through a handle
+//    (TCP state, delete) is a CAS that checks the version, so a stale handle
+//    changes nothing; touch() changes only a last-seen stamp (below).
+//  - Seqlock reads. Writers claim a slot (control word EMPTY -> CLAIMED), store
+//    its payload with release, then publish it LIVE with a release store.
+//    Readers load the control word with acquire, copy the payload with acquire
+//    loads and re-check the control word: a reader that saw any word of a
+//    recycling writer also sees its claim, so a torn entry is never returned.
+//  - Exactly one live entry per key. Every write that places an entry into a
+//    bucket (insert, or the destination of a move) and every move out of a
+//    bucket holds that bucket's stripe lock (4096 stripes, a lock word each,
+//    taken in ascending order with a bounded spin; `contended` when it runs
+//    out). An insert holds the stripes of all its keys' buckets while it
+//    checks that neither key is tracked and places them, so no other entry for
+//    those keys can appear meanwhile. Deletions (remove, expiry, eviction)
+//    need no lock: a CAS of the control word LIVE -> EMPTY decides between
+//    racing deleters (and movers), and its winner alone reports flow_removed.
+//  - Cuckoo moves. An entry moves from slot S (its bucket's stripe locked) to
+//    slot D in its other bucket (locked), with the stripe of its peer's bucket
+//    locked too: D is claimed and filled; the peer's link is pointed at D (a
+//    reverse entry's link word, or a forward entry's reply-slot field); then
+//    the move counter of S's stripe goes odd, a CAS retires S (LIVE -> EMPTY:
+//    the commit; if it fails because S changed TCP state the copy is updated
+//    and the CAS retried, if S was deleted the copy is abandoned), D is
+//    published, and the counter goes even. Between the commit and the
+//    publication the entry is in neither slot: a lookup that misses re-reads
+//    the move counters of its two buckets' stripes (acquire loads before the
+//    scan, a re-load after it) and retries if either moved or is odd. A
+//    reader that resolves a reverse entry to a forward slot that is CLAIMED
+//    waits for it (bounded); one that finds the forward slot's version changed
+//    re-reads the link before calling the reverse entry an orphan: the link
+//    was updated before the old slot was retired, so a move is never mistaken
+//    for a deletion. A handle to a moved entry is stale like one to a deleted
+//    entry (moves happen only inside inserts that found both buckets full).
+//  - Pairs. A nat/fullnat insert publishes the reverse entry before the forward
+//    one, so a live forward entry always has its reverse entry; deleting a
+//    flow retires the forward entry (the commit) and then its reverse entry.
+//    A reverse entry whose forward entry is gone (possible for a moment, or
+//    when a deletion raced a move) is an orphan: never returned, and deleted
+//    by whichever lookup, sweep or eviction meets it.
+//  - Last seen: stored in a payload word with a relaxed CAS that keeps the
+//    word's other half, so a stale handle's late touch can only make a
+//    brand-new entry look a few microseconds younger.
 #pragma once
 
 #include <atomic>
@@ -56,7 +111,8 @@ namespace l4lb::core {
 
 // The key of an entry: a packet's 5-tuple as seen on the wire in one
 // direction, or a persistence template (service, client address). 40 bytes,
-// all of which are hashed and compared, so the factories zero every pad byte.
+// all of which are hashed and compared, so the factories zero every pad byte
+// (an IPv4 key's address bytes 4..15 must stay zero: the table stores bytes 0..3).
 struct FlowKey {
   static constexpr uint8_t kIpv4 = 4;
   static constexpr uint8_t kIpv6 = 6;
@@ -75,6 +131,7 @@ struct FlowKey {
   // Addresses in host order (0xc6120064 is 198.18.0.100).
   static FlowKey ipv4(uint8_t protocol, uint32_t src_addr, uint16_t src_port, uint32_t dst_addr,
                       uint16_t dst_port);
+  // 128-bit addresses in network order; the flow label is not part of a key.
   static FlowKey ipv6(uint8_t protocol, const uint8_t src_addr[16], uint16_t src_port,
                       const uint8_t dst_addr[16], uint16_t dst_port);
   // Persistence (IPVS "template"): the client address within one service. The
@@ -148,10 +205,12 @@ struct alignas(64) FlowCounters {
   std::atomic<uint64_t> insert_reverse_exists{0};  // the reply tuple belongs to another flow
   std::atomic<uint64_t> evictions_half_open{0};    // a SYN-seen flow made room
   std::atomic<uint64_t> evictions_expired{0};      // an expired, not yet swept entry made room
-  std::atomic<uint64_t> insert_failed_full{0};     // nothing evictable in either bucket
-  std::atomic<uint64_t> insert_contended{0};       // concurrent inserters kept colliding
+  std::atomic<uint64_t> insert_failed_full{0};     // no room reachable and nothing evictable
+  std::atomic<uint64_t> insert_contended{0};       // the buckets' locks stayed taken (a preempted inserter)
   std::atomic<uint64_t> expired{0};                // timed out (sweep or lazily on lookup)
   std::atomic<uint64_t> removed{0};                // deleted through remove()
+  std::atomic<uint64_t> moves{0};                  // entries moved to their other bucket to make room
+  std::atomic<uint64_t> ingress_paths_full{0};     // flows tracked without their ingress path (table of paths full)
 
   // Single writer: a load and a store, no locked read-modify-write.
   static void bump(std::atomic<uint64_t>& counter, uint64_t n = 1) {
@@ -161,9 +220,10 @@ struct alignas(64) FlowCounters {
 
 // Called for forward entries only (one per tracked flow), exactly once each,
 // on the thread whose insert published the flow (before it becomes visible)
-// or whose CAS removed it (expiry, eviction, remove). This is how the engine
-// keeps the per-backend active-flow counts that lc/wlc read: an array of
-// std::atomic<int32_t> indexed by backend id, fetch_add(+1/-1, relaxed).
+// or whose CAS removed it (expiry, eviction, remove). Moves call nothing.
+// This is how the engine keeps the per-backend active-flow counts that lc/wlc
+// read: an array of std::atomic<int32_t> indexed by backend id,
+// fetch_add(+1/-1, relaxed).
 struct FlowEvents {
   void* context = nullptr;
   void (*flow_added)(void* context, uint32_t backend_id) = nullptr;
@@ -171,19 +231,32 @@ struct FlowEvents {
 };
 
 struct FlowTableOptions {
-  uint32_t slots = 1u << 16;  // entries of any kind; rounded up to a multiple of 8 (at least 16)
+  uint32_t slots = 1u << 16;  // 32-byte slots; rounded up to whole buckets of 4 (at least 2 buckets)
   SipHashKey hash_key;        // secret, per table, from a CSPRNG
   FlowTimeouts timeouts;
   FlowEvents events;
 };
 
-// Names a forward entry or template: valid while the slot keeps its version.
+// Names a forward entry or template: valid while the slot keeps its version
+// (until the entry is deleted or moved).
 struct FlowHandle {
   uint32_t slot = UINT32_MAX;
   uint32_t version = 0;
 };
 
 enum class FlowEntryKind : uint8_t { forward = 0, reverse = 1, persistence_template = 2 };
+
+// Per-flow flags (Flow::flags, NewFlow::flags): set by the caller when it
+// creates the flow, returned by every lookup, never changed afterwards.
+inline constexpr uint8_t kFlowFlagBits = 4;
+inline constexpr uint8_t kFlowFlagsMask = (1u << kFlowFlagBits) - 1;
+// Bit 0: replies of this flow would be routed out of another port than its
+// ingress port (the engine decides once, when it creates the flow).
+inline constexpr uint8_t kFlowFlagReplyRouteDiffers = 1u << 0;
+
+// Flow::ingress_port of a flow tracked without its ingress path (the table of
+// paths was full): its replies follow the routing table.
+inline constexpr uint16_t kNoIngressPort = 0xffff;
 
 // A consistent copy of a tracked flow (or template).
 struct Flow {
@@ -193,12 +266,15 @@ struct Flow {
   FlowState state;
   bool has_reverse;                // a reverse entry was created with the flow
   uint16_t ingress_port;           // port the client's packets arrive on: replies leave there
+                                   // (kNoIngressPort: unknown, route the replies)
   uint8_t client_mac[6];           // client-side next hop: replies are sent to it
+  uint8_t flags;                   // NewFlow::flags as inserted (kFlowFlagsMask bits)
   uint32_t backend_id;             // opaque, chosen by the caller
   uint32_t last_seen_ms;           // low 32 bits of the caller's clock
   uint32_t template_timeout_ms;    // templates only
   FlowKey key;                     // original direction (client -> service)
-  FlowKey reverse_key;             // reply tuple; valid if matched == reply, or if asked for.
+  FlowKey reverse_key;             // reply tuple; valid if matched == reply, or if asked for
+                                   // (and after an insert that returned inserted or exists).
                                    // In fullnat its destination is the local address and port.
 };
 
@@ -206,12 +282,13 @@ struct Flow {
 struct NewFlow {
   FlowKey key;                  // original direction
   FlowKey reverse_key;          // the reply tuple as it will arrive: nat backend -> client,
-                                // fullnat backend -> local address:port
+                                // fullnat backend -> local address:port (same family and protocol)
   bool track_reverse = false;   // false in dr and tunnel modes (replies bypass the balancer)
   uint32_t backend_id = 0;
   FlowState state = FlowState::other;
-  uint16_t ingress_port = 0;
+  uint16_t ingress_port = 0;    // below kNoIngressPort
   uint8_t client_mac[6] = {};
+  uint8_t flags = 0;            // kFlowFlagsMask bits, stored with the flow
 };
 
 enum class FlowInsertResult : uint8_t {
@@ -219,35 +296,66 @@ enum class FlowInsertResult : uint8_t {
   exists,          // the key is tracked already; `out` is that flow (use it, do not reschedule)
   reverse_exists,  // the reply tuple is another live flow's (fullnat: pick another local port;
                    // nat: two VIPs share a backend and a client port). `out` is the other flow.
-  full,            // both buckets hold only live, non-half-open entries: caller's policy
-                   // (schedule without tracking via maglev/sh, or drop)
-  contended,       // other threads kept inserting into the same buckets with the same tag;
-                   // nothing changed, treat this packet like `full`
+  full,            // no room reachable by moves, and nothing half-open or expired to evict in
+                   // the key's buckets: caller's policy (schedule without tracking via
+                   // maglev/sh, or drop)
+  contended,       // another thread held the buckets' locks for the whole bounded spin (it
+                   // was preempted); nothing changed, treat this packet like `full`
 };
 
 struct FlowOccupancy {
   size_t forward = 0;
   size_t reverse = 0;
   size_t templates = 0;
-  size_t claimed = 0;  // being written right now
+  size_t claimed = 0;     // being written or moved right now
+  size_t slots_used = 0;  // slots held by live entries (a wide entry holds two)
 };
 
 // Introspection for tests and the fuzz target (not for the packet path).
 struct FlowSlotInfo {
-  bool live;
+  bool live;              // a live entry starts at this slot
   FlowEntryKind kind;
   FlowState state;
+  uint8_t width;          // slots the entry takes: 1, or 2 (IPv6 forward, fullnat reverse, template)
   uint32_t version;
-  uint32_t backend_id;
-  uint32_t last_seen_ms;
-  uint32_t peer_slot;
-  uint32_t peer_version;
-  FlowKey key;
+  uint32_t backend_id;    // forward and template
+  uint32_t last_seen_ms;  // forward and template
+  uint32_t peer_slot;     // forward: its reverse entry or UINT32_MAX; reverse: its forward entry;
+                          // template: timeout in ms
+  uint32_t peer_version;  // reverse: the low 31 bits of the forward entry's version it links to; forward: 0
+  FlowKey key;            // a compact IPv6 reverse entry's key is completed from its forward entry
 };
 
 class FlowTable {
  public:
-  static constexpr uint32_t kSlotsPerBucket = 8;
+  static constexpr uint32_t kSlotsPerBucket = 4;
+  static constexpr size_t kSlotBytes = 32;
+  static constexpr size_t kBucketBytes = kSlotBytes * kSlotsPerBucket;
+  // The load slots_for_flows() sizes for; inserts keep succeeding above it
+  // (measured in flow_table_test: no refusal below 95% with IPv4 nat flows).
+  static constexpr uint32_t kDesignLoadPercent = 90;
+  // Bytes per flow by construction (slots x 32).
+  static constexpr size_t kBytesPerIpv4NatFlow = 2 * kSlotBytes;  // nat and fullnat
+  static constexpr size_t kBytesPerIpv4DrFlow = kSlotBytes;       // dr, ipip, gre
+  static constexpr size_t kBytesPerIpv6NatFlow = 3 * kSlotBytes;
+  static constexpr size_t kBytesPerIpv6FullnatFlow = 4 * kSlotBytes;
+  static constexpr size_t kBytesPerIpv6DrFlow = 2 * kSlotBytes;
+  static constexpr size_t kBytesPerTemplate = kSlotBytes;  // IPv6: 2 slots
+  static constexpr uint32_t kMaxSlots = (1u << 31) - kSlotsPerBucket;  // slot indices stay below 2^31 - 1
+  // Ingress paths the table can intern (a prime, for double hashing; the
+  // 12-bit index 4095 means none).
+  static constexpr uint32_t kIngressPaths = 4093;
+
+  // Sizing, in one place for the engine and the addon. Slots for `nat_flows`
+  // IPv4 nat flows at the design load (whole buckets, at most kMaxSlots).
+  static uint64_t slots_for_flows(uint64_t nat_flows);
+  // Slots whose table (memory_bytes_for) fits in `bytes` (at least 2 buckets).
+  static uint64_t slots_for_bytes(uint64_t bytes);
+  // IPv4 nat flows a table of `slots` holds at the design load.
+  static uint64_t flows_for_slots(uint64_t slots);
+  // What a table of `slots` allocates: the slots, the stripe locks and move
+  // counters, and the ingress paths.
+  static size_t memory_bytes_for(uint64_t slots);
 
   // Allocates everything the table will ever use; nothing allocates afterwards.
   explicit FlowTable(const FlowTableOptions& options);
@@ -259,22 +367,24 @@ class FlowTable {
   // insert and the scheduler.
   uint64_t hash(const FlowKey& key) const;
 
-  // Pulls both candidate control lines towards the cache; call for a whole
-  // batch before its lookups.
+  // Pulls both candidate buckets (two adjacent cache lines each: what lookup
+  // reads, first bucket first) towards the cache; call for a whole batch
+  // before its lookups.
   void prefetch(uint64_t hash) const;
 
   // Finds the flow with `key` in either direction. An expired flow is removed
   // on the spot (counted in `expired`) and reported missing. When
   // `want_reverse_key` is set and the forward key matched, the reverse key is
-  // copied too (fullnat needs its local address and port): one more line.
+  // copied too (fullnat needs its local address and port): one more bucket.
   bool lookup(const FlowKey& key, uint64_t hash, uint64_t now_ms, FlowCounters& counters, Flow* out,
               bool want_reverse_key = false);
 
   // Creates a flow (and its reverse entry) unless the key is tracked already.
-  // When both candidate buckets are full, makes room by evicting, in order:
-  // the oldest half-open (SYN seen) flow, then the oldest expired entry; with
-  // neither, returns `full`. Never blocks: a concurrent claim of the same tag
-  // is waited for a bounded number of spins.
+  // When both candidate buckets are full, moves entries to make room (cuckoo
+  // displacement); when no move helps, makes room by evicting, in order: the
+  // oldest half-open (SYN seen) flow in the key's buckets, then the oldest
+  // expired entry there; with neither, returns `full`. Never blocks: the
+  // buckets' stripe locks are waited for a bounded number of spins.
   FlowInsertResult insert(const NewFlow& flow, uint64_t hash, uint64_t now_ms, FlowCounters& counters,
                           Flow* out);
 
@@ -291,16 +401,25 @@ class FlowTable {
   // Updates only the last-seen time (UDP, other protocols, templates).
   void touch(const FlowHandle& handle, uint64_t now_ms);
 
-  // Deletes a flow (both its entries) or template. False if already gone.
+  // Deletes a flow (both its entries) or template. False if already gone (or moved).
   bool remove(const FlowHandle& handle, FlowCounters& counters);
 
   // Incremental expiry: examines the next `max_slots` slots of a cursor shared
-  // by all workers and deletes what has timed out (and reverse entries whose
-  // flow is gone). Run it once per batch; returns the number of flows and
-  // templates expired.
+  // by all callers and deletes what has timed out (and reverse entries whose
+  // flow is gone). Returns the number of flows and templates expired. Call it
+  // from a periodic tick: a full pass takes slot_count() / max_slots calls,
+  // e.g. 65,536 slots every 10 ms sweep a 10,000,000-flow table (22.2 M slots)
+  // in 3.4 s; passes_slots_per_tick() computes the slice for a wanted pass.
+  // Expiry is also lazy: lookups and inserts never return an expired flow.
   size_t expire_step(uint64_t now_ms, size_t max_slots, FlowCounters& counters);
+  // Slots per call for one full pass in `pass_ms` when called every `tick_ms`
+  // (at least one bucket).
+  size_t pass_slots_per_tick(uint32_t tick_ms, uint32_t pass_ms) const;
 
   size_t slot_count() const { return static_cast<size_t>(bucket_count_) * kSlotsPerBucket; }
+  size_t memory_bytes() const { return memory_bytes_for(slot_count()); }
+  // IPv4 nat flows at the design load (what `flows.capacity` reports).
+  size_t flow_capacity() const { return static_cast<size_t>(flows_for_slots(slot_count())); }
   const FlowTimeouts& timeouts() const { return timeouts_; }
 
   // O(slots), off the packet path.
@@ -309,81 +428,100 @@ class FlowTable {
   // The two buckets a hash may live in (tests use it to aim keys at a bucket).
   void candidate_buckets(uint64_t hash, uint32_t* first, uint32_t* second) const;
 
-  // Storage layout, public so that its size is stated where it is documented.
-  // Private to the process (never in shared memory): words are host order.
-
-  // One cache line of control words per bucket (layout in flow_table.cc).
-  struct alignas(64) ControlLine {
-    std::atomic<uint64_t> word[kSlotsPerBucket];
-  };
-
-  // One cache line per slot. Every field is an atomic so that seqlock readers
-  // racing with a writer are well defined (release stores by the inserter,
-  // acquire loads by readers: plain moves on x86; see flow_table.cc).
-  struct alignas(64) Entry {
-    std::atomic<uint64_t> key[5];        // the FlowKey's 40 bytes as five words
-    std::atomic<uint32_t> last_seen_ms;  // low 32 bits of the caller's clock; any worker stores it
-    std::atomic<uint32_t> backend_id;    // forward and template (copied into reverse for inspection)
-    std::atomic<uint32_t> peer_slot;     // forward: its reverse entry or UINT32_MAX; reverse: its
-                                         // forward entry; template: timeout in ms
-    std::atomic<uint32_t> peer_version;  // version of peer_slot when the pair was linked
-    std::atomic<uint64_t> client_path;   // bits 0..47 client-side next-hop MAC (byte 0 lowest),
-                                         // bits 48..63 ingress port index
-  };
-
  private:
-  struct KeyWords {
-    uint64_t w[5];
-  };
   struct Probe {
     uint32_t bucket[2];
-    uint32_t tag;
+    uint32_t tag;  // 11 bits: tells compact IPv6 reverse entries of one backend apart
   };
-  enum class Found : uint8_t { none, match, pending };
-  struct ScanResult {
-    Found found = Found::none;
-    uint32_t slot = 0;
-    uint64_t control = 0;
-  };
+  struct KeyCode;
+  struct Found;
+  struct Owner;
+  struct Locks;
   struct Claim;
+  struct BfsNode;
+  enum class Resolve : uint8_t;
 
+  std::atomic_ref<uint64_t> word(uint32_t slot, int index) const;
   Probe probe_for(uint64_t hash) const;
-  std::atomic<uint64_t>& control(uint32_t slot) const;
-  bool key_matches(uint32_t slot, uint64_t control_word, const KeyWords& key) const;
-  template <std::memory_order kOrder>
-  ScanResult scan(const Probe& probe, const KeyWords& key, const Claim* own, size_t own_count) const;
+  uint32_t stripe_of(uint32_t bucket) const { return bucket & stripe_mask_; }
+  void move_counters(const Probe& probe, uint32_t* first, uint32_t* second) const;
+  bool moves_stable(const Probe& probe, uint32_t first, uint32_t second) const;
+
+  // Reads (seqlock: the caller re-checks the control word).
+  uint32_t ports_of(uint32_t slot, uint64_t control) const;
+  uint32_t backend_of(uint32_t slot, uint64_t control) const;
+  bool decode_key(uint32_t slot, uint64_t control, FlowKey* out) const;
+  bool match_slot(uint32_t slot, uint64_t control, const KeyCode& code, const Probe& probe, Found* found) const;
+  bool find(const KeyCode& code, const Probe& probe, Found* found) const;
+  bool read_found(const Found& found, const FlowKey& key, Flow* out, uint64_t* control_out) const;
+  uint64_t wait_while_claimed(uint32_t slot, uint64_t control) const;
+  Resolve resolve_owner(uint32_t slot, uint64_t control, Owner* owner) const;
   bool read_flow(uint32_t slot, uint32_t version, Flow* out, uint64_t* control_out) const;
-  bool read_link(uint32_t slot, uint64_t control_word, uint32_t* peer_slot, uint32_t* peer_version) const;
-  bool read_reverse_key(uint32_t slot, uint32_t version, FlowKey* out) const;
-  bool is_expired(uint64_t control_word, uint32_t slot, uint32_t now) const;
-  bool flow_expired(const Flow& flow, uint32_t now) const;
+  bool reverse_links_to(uint32_t slot, uint64_t* control_out, uint32_t forward_slot, uint32_t forward_version) const;
+  bool read_reverse_key(uint32_t forward_slot, uint64_t forward_control, const FlowKey& forward_key,
+                        FlowKey* out) const;
+  uint32_t last_seen_of(uint32_t slot) const;
+  uint32_t timeout_of(uint32_t slot, uint64_t control) const;
+  bool is_expired(uint32_t slot, uint64_t control, uint32_t now) const;
+
+  // Deletion (lock-free: a CAS of the control word decides).
+  void free_tail(uint32_t head_slot, uint64_t head_control);
   bool delete_entry(uint32_t slot, uint64_t expected_control);
-  bool delete_orphan_reverse(uint32_t slot, uint64_t expected_control);
-  bool resolve_owner(uint32_t slot, uint64_t control_word, uint32_t* owner_slot,
-                     uint64_t* owner_control) const;
+  bool delete_reverse(uint32_t slot, uint64_t expected_control);
   bool evict_one(const Probe& probe, uint32_t now, FlowCounters& counters);
-  bool try_claim(const Probe& probe, FlowEntryKind kind, FlowState state, Claim* claim);
+
+  // Placement (under stripe locks).
+  bool lock_stripes(Locks* locks, const Probe* probes, size_t count);
+  bool try_add_stripe(Locks* locks, uint32_t stripe);
+  void unlock_stripes(Locks* locks, size_t keep);
+  bool bucket_has_room(uint32_t bucket, uint32_t width) const;
+  bool claim_in(uint32_t bucket, uint32_t width, Claim* claim);
   void abandon(const Claim& claim);
-  bool wait_for_change(uint32_t slot, uint64_t seen) const;
-  FlowInsertResult insert_entries(const FlowKey* keys, const uint64_t* hashes, size_t count,
-                                  const NewFlow& flow, FlowEntryKind primary_kind, uint32_t backend_id,
-                                  uint32_t template_timeout_ms, uint64_t now_ms, FlowCounters& counters,
-                                  Flow* out);
+  bool buckets_of_entry(uint32_t slot, uint64_t control, uint32_t* first, uint32_t* second) const;
+  bool move_entry(uint32_t slot, uint64_t control_seen, uint32_t to_bucket, Locks* locks, FlowCounters& counters);
+  size_t victims_in(uint32_t bucket, uint32_t need, uint32_t* slots, uint64_t* controls) const;
+  bool search_room(const uint32_t* roots, int root_count, uint32_t need, uint32_t excluded, Locks* locks,
+                   FlowCounters& counters);
+  bool pair_of_narrows_moves(uint32_t bucket, uint32_t excluded, Locks* locks, FlowCounters& counters);
+  bool relocate(uint32_t slot, uint64_t control, Locks* locks, FlowCounters& counters);
+  bool make_room(const Probe& probe, uint32_t width, Locks* locks, FlowCounters& counters);
+  bool claim_room(const Probe& probe, uint32_t width, Locks* locks, uint32_t now, FlowCounters& counters,
+                  Claim* claim);
+  uint32_t intern_path(uint16_t ingress_port, const uint8_t mac[6]);
+  uint32_t intern_path_slow(uint64_t value);
+  void path_of(uint32_t index, uint16_t* ingress_port, uint8_t mac[6]) const;
+  void write_key(uint32_t slot, bool wide, const KeyCode& code, uint32_t backend_id);
+  FlowInsertResult insert_entries(const FlowKey* keys, const uint64_t* hashes, size_t count, const NewFlow& flow,
+                                  bool template_entry, uint32_t backend_id, uint32_t template_timeout_ms,
+                                  uint64_t now_ms, FlowCounters& counters, Flow* out);
+  FlowInsertResult place(const FlowKey* keys, const KeyCode* codes, const Probe* probes, const uint8_t* kind_codes,
+                         size_t count, const NewFlow& flow, bool template_entry, uint32_t backend_id,
+                         uint32_t template_timeout_ms, uint32_t now, Locks* locks, FlowCounters& counters,
+                         Flow* out);
 
   uint32_t bucket_count_;
+  uint32_t stripe_mask_;
   SipHashKey hash_key_;
   FlowTimeouts timeouts_;
   FlowEvents events_;
-  std::unique_ptr<ControlLine[]> controls_;
-  std::unique_ptr<Entry[]> entries_;
-  // Shared by the workers' expire_step calls: each takes the next range.
+  uint64_t table_id_;  // process-unique (a thread's cache of interned paths names its table)
+  // The slots: kSlotsPerBucket x 4 words per bucket, 128-byte aligned.
+  uint64_t* words_ = nullptr;
+  void* mapping_ = nullptr;
+  size_t mapping_bytes_ = 0;
+  bool mapped_ = false;
+  // Per stripe: a lock word (inserters and movers) and a move counter
+  // (movers write, lookups read), in separate arrays so that inserts do not
+  // disturb the lines lookups read.
+  std::unique_ptr<uint32_t[]> stripe_locks_;
+  std::unique_ptr<uint32_t[]> stripe_moves_;
+  // Interned ingress paths: 0 = free, else 1 << 63 | port << 48 | MAC.
+  std::unique_ptr<uint64_t[]> paths_;
+  // Shared by the expire_step calls: each takes the next range.
   alignas(64) std::atomic<uint64_t> sweep_cursor_{0};
 };
 
-static_assert(sizeof(FlowTable::Entry) == 64, "one entry per cache line");
-static_assert(sizeof(FlowTable::ControlLine) == 64, "eight control words per cache line");
-// Bytes per slot: the entry plus its control word.
-inline constexpr size_t kFlowTableBytesPerSlot = sizeof(FlowTable::Entry) + sizeof(uint64_t);
-static_assert(kFlowTableBytesPerSlot == 72);
+// Bytes per 32-byte slot (the entries are laid out in flow_table.cc).
+inline constexpr size_t kFlowTableBytesPerSlot = FlowTable::kSlotBytes;
 
 }  // namespace l4lb::core

@@ -94,13 +94,12 @@ TEST(FlowKey, ReversedSwapsEndpointsAndTemplatesNeverEqualTuples) {
   EXPECT_NE(persistence, tuple);  // differs in `space` alone
 }
 
-TEST(FlowTable, EntryIs64BytesAndANatFlowCosts144) {
-  EXPECT_EQ(sizeof(FlowTable::Entry), 64u);
-  EXPECT_EQ(kFlowTableBytesPerSlot, 72u);
+TEST(FlowTable, SlotIs32BytesAndSlotCountsRoundUpToBuckets) {
+  EXPECT_EQ(kFlowTableBytesPerSlot, 32u);
   FlowTable table(options(1000));
-  EXPECT_EQ(table.slot_count(), 1000u);  // already a multiple of 8
+  EXPECT_EQ(table.slot_count(), 1000u);  // already a multiple of 4
   FlowTable rounded(options(1001));
-  EXPECT_EQ(rounded.slot_count(), 1008u);
+  EXPECT_EQ(rounded.slot_count(), 1004u);
 }
 
 TEST(FlowTable, InsertThenLookupBothDirections) {
