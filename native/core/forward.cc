@@ -453,6 +453,14 @@ void Forwarder::handle_to_vip(Frame& frame, PacketInfo& info, TxQueues& tx) {
   fresh.ingress_port = frame.ingress_port;
   std::memcpy(fresh.client_mac, frame.data + wire::kEthSrc, 6);
   fresh.track_reverse = nat_like;
+  {
+    // Replies (nat and fullnat, and tunnel returns) keep the client's
+    // ingress path; whether routing would have chosen another port is
+    // decided here, once per flow, and kept in the entry, not looked up
+    // again for every reply.
+    const shm::SnapshotRoute* route = view.route_to(info.src_addr);
+    if (route != nullptr && route->egress_port != frame.ingress_port) fresh.flags |= kFlowFlagReplyRouteDiffers;
+  }
   FlowInsertResult result = FlowInsertResult::full;
   if (service->method == static_cast<uint8_t>(Method::nat)) {
     fresh.reverse_key = FlowKey::ipv4(info.ip_protocol, backend.address, backend.port, info.src_addr, info.src_port);
@@ -856,8 +864,7 @@ void Forwarder::send_reply_on_ingress_path(Frame& frame, PacketInfo& info, const
   MacAddress next_hop = mac_of(flow.client_mac);
   if (egress < view.ports.size()) {
     WorkerCounters::add(counters.replies_ingress_path);
-    const shm::SnapshotRoute* route = view.route_to(info.dst_addr);
-    if (route != nullptr && route->egress_port != egress) WorkerCounters::add(counters.replies_route_differs);
+    if (flow.flags & kFlowFlagReplyRouteDiffers) WorkerCounters::add(counters.replies_route_differs);
   } else {
     const shm::SnapshotRoute* route = view.route_to(info.dst_addr);
     if (route == nullptr || !route->resolved) {
