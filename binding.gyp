@@ -13,8 +13,15 @@
         "NAPI_VERSION=8",
         "NAPI_CPP_EXCEPTIONS"
       ],
-      "cflags!": ["-fno-exceptions"],
-      "cflags_cc!": ["-fno-exceptions", "-std=gnu++17", "-std=gnu++1y", "-fno-rtti"],
+      "cflags!": [
+        "-fno-exceptions"
+      ],
+      "cflags_cc!": [
+        "-fno-exceptions",
+        "-std=gnu++17",
+        "-std=gnu++1y",
+        "-fno-rtti"
+      ],
       "cflags_cc": [
         "-std=c++20",
         "-O2",
@@ -23,7 +30,80 @@
         "-fvisibility=hidden",
         "-fvisibility-inlines-hidden"
       ],
-      "ldflags": ["-pthread"]
+      "ldflags": [
+        "-pthread"
+      ],
+      "libraries": [
+        "-ldl"
+      ]
+    },
+    {
+      "target_name": "l4lb_af_xdp",
+      "conditions": [
+        [
+          "af_xdp==1",
+          {
+            "type": "shared_library",
+            "product_dir": "<(PRODUCT_DIR)",
+            "product_prefix": "",
+            "sources": [
+              "<!@(node tools/native-sources.mjs af_xdp)"
+            ],
+            "actions": [
+              {
+                "action_name": "xdp_object",
+                "inputs": [
+                  "native/xdp/l4lb_xdp.c",
+                  "native/xdp/l4lb_xdp_maps.h",
+                  "tools/build-xdp-object.mjs"
+                ],
+                "outputs": [
+                  "<(INTERMEDIATE_DIR)/l4lb_xdp_object.cc"
+                ],
+                "action": [
+                  "node",
+                  "tools/build-xdp-object.mjs",
+                  "native/xdp/l4lb_xdp.c",
+                  "<(INTERMEDIATE_DIR)/l4lb_xdp_object.cc"
+                ],
+                "process_outputs_as_sources": 1
+              }
+            ],
+            "include_dirs": [
+              "native"
+            ],
+            "cflags!": [
+              "-fno-exceptions"
+            ],
+            "cflags_cc!": [
+              "-fno-exceptions",
+              "-std=gnu++17",
+              "-std=gnu++1y",
+              "-fno-rtti"
+            ],
+            "cflags_cc": [
+              "-std=c++20",
+              "-O2",
+              "-Wall",
+              "-Wextra",
+              "-fvisibility=hidden",
+              "-fvisibility-inlines-hidden"
+            ],
+            "cflags": [
+              "<!@(pkg-config --cflags libxdp libbpf)"
+            ],
+            "libraries": [
+              "<!@(pkg-config --libs libxdp libbpf)"
+            ]
+          },
+          {
+            "type": "none"
+          }
+        ]
+      ]
     }
-  ]
+  ],
+  "variables": {
+    "af_xdp%": "<!(node tools/build-xdp-object.mjs --available)"
+  }
 }

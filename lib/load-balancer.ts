@@ -162,9 +162,9 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
     return lb;
   }
 
-  async #start(): Promise<void> {
+  #newEngine(): NativeEngine {
     const o = this.#options;
-    const engine = new this.#binding.Engine({
+    return new this.#binding.Engine({
       workers: o.workers,
       threaded: true,
       polling: o.polling,
@@ -182,6 +182,15 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
       ...this.#driver.engineOptions(),
       onEvents: () => this.#drainEvents(),
     });
+  }
+
+  async #start(): Promise<void> {
+    let engine: NativeEngine;
+    try {
+      engine = this.#newEngine();
+    } catch (error) {
+      throw this.#driver.openError?.(error) ?? error;
+    }
     this.#engine = engine;
     const layout = this.#binding.layout;
     const buffer = engine.sharedMemory();

@@ -6,7 +6,7 @@ import type { Backend } from '../backend.js';
 export type Protocol = 'tcp' | 'udp';
 export type Method = 'nat' | 'fullnat' | 'dr' | 'ipip' | 'gre';
 export type BuiltinScheduler = 'rr' | 'wrr' | 'lc' | 'wlc' | 'sh' | 'maglev';
-export type DriverName = 'af_packet' | 'memory';
+export type DriverName = 'af_packet' | 'af_xdp' | 'memory';
 export type Polling = 'adaptive' | 'busy';
 export type BackendState = 'up' | 'down';
 export type ServiceState = 'up' | 'down';
@@ -63,7 +63,7 @@ export interface MemoryDriverOptions {
 export interface LoadBalancerOptions {
   /** Interfaces the data plane serves; their order is the port order of the snapshot. */
   interfaces: string[];
-  /** Default 'af_packet'; 'memory' for tests and benchmarks without privileges. */
+  /** Default 'af_packet'; 'af_xdp' (zero-copy rewrite in UMEM, docs/af-xdp.md); 'memory' for tests and benchmarks without privileges. */
   driver?: DriverName;
   /** Poll threads (default 1, at most 64). */
   workers?: number;
@@ -93,6 +93,22 @@ export interface LoadBalancerOptions {
   memory?: MemoryDriverOptions;
   /** Tuning of driver 'af_packet'. */
   afPacket?: AfPacketOptions;
+  /** Tuning of driver 'af_xdp'. */
+  afXdp?: AfXdpOptions;
+}
+
+export interface AfXdpOptions {
+  /**
+   * How the XDP program is attached: 'auto' (default) native (driver) mode
+   * where the interface supports it, generic (skb) mode elsewhere; 'native'
+   * fails with DriverError EXDP_UNSUPPORTED on an interface without it;
+   * 'generic' always generic.
+   */
+  mode?: 'auto' | 'native' | 'generic';
+  /** Descriptors per ring of each AF_XDP socket (default 2048; a power of two, 64 to 16384). */
+  ringSize?: number;
+  /** Pin worker i to CPU cpus[i] (one per worker). */
+  cpus?: number[];
 }
 
 export interface AfPacketOptions {

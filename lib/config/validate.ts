@@ -53,6 +53,12 @@ export interface NormalizedAfPacket {
   cpus?: number[];
 }
 
+export interface NormalizedAfXdp {
+  mode?: 'auto' | 'native' | 'generic';
+  ringSize?: number;
+  cpus?: number[];
+}
+
 export interface NormalizedOptions {
   interfaces: string[];
   driver: DriverName;
@@ -65,6 +71,7 @@ export interface NormalizedOptions {
   /** Whether fullnatPorts came from the user (else a driver may choose a safer default). */
   fullnatPortsGiven: boolean;
   afPacket: NormalizedAfPacket | undefined;
+  afXdp: NormalizedAfXdp | undefined;
   maxBackends: number;
   hashKey: Uint8Array | undefined;
   checksums: 'forward' | 'drop';
@@ -129,6 +136,8 @@ export const limits = {
   ringFramesMin: 16,
   ringFramesMax: 65536,
   afPacketRingFramesMin: 64,
+  afXdpRingSizeMin: 64,
+  afXdpRingSizeMax: 16384,
   spinMsMax: 10,
   udpPayload: 65507,
   healthRiseFall: 100,
@@ -158,7 +167,7 @@ export const defaults = {
   weight: 1,
 } as const;
 
-const drivers: readonly DriverName[] = ['af_packet', 'memory'];
+const drivers: readonly DriverName[] = ['af_packet', 'af_xdp', 'memory'];
 const pollings: readonly Polling[] = ['adaptive', 'busy'];
 const protocols: readonly Protocol[] = ['tcp', 'udp'];
 const methods: readonly Method[] = ['nat', 'fullnat', 'dr', 'ipip', 'gre'];
@@ -293,6 +302,7 @@ const optionKeys = [
   'answerEcho',
   'memory',
   'afPacket',
+  'afXdp',
 ] as const;
 
 /** Validates LoadBalancer.create's options and fills in the defaults. */
@@ -373,6 +383,12 @@ export function validateLoadBalancerOptions(input: LoadBalancerOptions | unknown
     if (driver !== 'af_packet') fail('EINVAL_CONFLICT', afPacketPath, "applies only to driver 'af_packet'", undefined, false);
     afPacket = validateAfPacket(o.afPacket, afPacketPath, workers);
   }
+  const afXdpPath = join(base, 'afXdp');
+  let afXdp: NormalizedAfXdp | undefined;
+  if (o.afXdp !== undefined) {
+    if (driver !== 'af_xdp') fail('EINVAL_CONFLICT', afXdpPath, "applies only to driver 'af_xdp'", undefined, false);
+    afXdp = validateAfXdp(o.afXdp, afXdpPath, workers);
+  }
 
   const memoryPath = join(base, 'memory');
   let memory: NormalizedMemory | undefined;
@@ -399,7 +415,26 @@ export function validateLoadBalancerOptions(input: LoadBalancerOptions | unknown
     answerEcho,
     memory,
     afPacket,
+    afXdp,
   };
+}
+
+function validateAfXdp(input: unknown, path: string, workers: number): NormalizedAfXdp {
+  const a = object(input, path);
+  knownKeys(a, ['mode', 'ringSize', 'cpus'], path, 'afXdp');
+  const out: NormalizedAfXdp = {};
+  if (a.mode !== undefined) out.mode = oneOf(a.mode, join(path, 'mode'), ['auto', 'native', 'generic'] as const, 'auto');
+  if (a.ringSize !== undefined) {
+    const size = integer(a.ringSize, join(path, 'ringSize'), limits.afXdpRingSizeMin, limits.afXdpRingSizeMax);
+    if ((size & (size - 1)) !== 0) fail('EINVAL_RANGE', join(path, 'ringSize'), 'must be a power of two', size);
+    out.ringSize = size;
+  }
+  if (a.cpus !== undefined) {
+    const cpus = array(a.cpus, join(path, 'cpus')).map((cpu, i) => integer(cpu, join(join(path, 'cpus'), i), 0, 4095));
+    if (cpus.length !== workers) fail('EINVAL_RANGE', join(path, 'cpus'), `must name one CPU per worker (${workers})`, cpus.length);
+    out.cpus = cpus;
+  }
+  return out;
 }
 
 // Tuning of the TPACKET_V3 ring the port used before it handed frames over

@@ -5,6 +5,7 @@
 // must go (egress interface + next-hop MAC), the routes for replies, and
 // hands it the native engine once it exists.
 import type { SnapshotInput } from '../config/snapshot.js';
+import type { L4lbError } from '../errors.js';
 import type { NativeEngine, NativeEngineOptions } from '../native/binding.js';
 
 export interface DriverInterface {
@@ -65,6 +66,8 @@ export interface DataPlaneDriver {
    * the pool holds a host address); undefined: the library default.
    */
   defaultFullnatPorts?(localAddresses: readonly string[]): { min: number; max: number } | undefined;
+  /** The native engine refused to open with `error`: the driver's typed error for it, or undefined to report it as it is. */
+  openError?(error: unknown): L4lbError | undefined;
   /** A snapshot was published (for drivers that keep host state in step, e.g. AF_PACKET's host guard). */
   configurationChanged?(snapshot: Omit<SnapshotInput, 'generation'>): void;
 }

@@ -3,11 +3,13 @@ import type { NormalizedOptions } from '../config/validate.js';
 import { DriverError } from '../errors.js';
 import type { DataPlaneDriver } from './driver.js';
 import { AfPacketDriver } from './af-packet.js';
+import { AfXdpDriver } from './af-xdp.js';
 import { MemoryDriver } from './memory.js';
 
 export type { DataPlaneDriver, DriverContext, DriverInterface, DriverRoute, NextHop } from './driver.js';
 export { MemoryDriver, MemoryPort, type TakeOptions } from './memory.js';
 export { AfPacketDriver } from './af-packet.js';
+export { AfXdpDriver } from './af-xdp.js';
 
 export async function createDriver(options: NormalizedOptions, onError: (error: DriverError) => void): Promise<DataPlaneDriver> {
   switch (options.driver) {
@@ -15,5 +17,7 @@ export async function createDriver(options: NormalizedOptions, onError: (error: 
       return new MemoryDriver(options.memory!);
     case 'af_packet':
       return AfPacketDriver.open(options, onError);
+    case 'af_xdp':
+      return AfXdpDriver.open(options, onError);
   }
 }

@@ -56,6 +56,14 @@ export interface NativeEngineOptions {
     /** Worker i runs on CPU cpus[i]. */
     cpus?: number[];
   };
+  /** AF_XDP ports (l4lb_af_xdp.so at `library`): port i is interfaces[i]. */
+  afXdp?: {
+    library: string;
+    interfaces: string[];
+    mode?: 'auto' | 'native' | 'generic';
+    ringSize?: number;
+    cpus?: number[];
+  };
 }
 
 /** Per-port AF_PACKET counters summed over workers. */

@@ -139,6 +139,32 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
       }
       driver.af_packet.worker_cpus = options.worker_cpus;
     }
+    if (o.Get("afXdp").IsObject()) {
+      Napi::Object a = o.Get("afXdp").As<Napi::Object>();
+      if (!a.Get("interfaces").IsArray() || !a.Get("library").IsString()) {
+        CodedError(env, "EINVAL", "Engine(options): afXdp needs interfaces (an array of names) and library (a path)")
+            .ThrowAsJavaScriptException();
+        return;
+      }
+      driver.name = "af_xdp";
+      driver.af_xdp.library = a.Get("library").As<Napi::String>().Utf8Value();
+      Napi::Array names = a.Get("interfaces").As<Napi::Array>();
+      for (uint32_t i = 0; i < names.Length(); ++i) {
+        if (!names.Get(i).IsString()) {
+          CodedError(env, "EINVAL", "Engine(options): afXdp.interfaces must be an array of names").ThrowAsJavaScriptException();
+          return;
+        }
+        driver.af_xdp.interfaces.push_back(names.Get(i).As<Napi::String>().Utf8Value());
+      }
+      const std::string mode = a.Get("mode").IsString() ? a.Get("mode").As<Napi::String>().Utf8Value() : "auto";
+      driver.af_xdp.mode = mode == "native" ? io::XdpMode::native : mode == "generic" ? io::XdpMode::generic : io::XdpMode::automatic;
+      driver.af_xdp.ring_size = OptionalUint32(a, "ringSize", driver.af_xdp.ring_size);
+      if (a.Get("cpus").IsArray()) {
+        Napi::Array cpus = a.Get("cpus").As<Napi::Array>();
+        for (uint32_t i = 0; i < cpus.Length(); ++i) options.worker_cpus.push_back(cpus.Get(i).As<Napi::Number>().Int32Value());
+      }
+      driver.af_xdp.worker_cpus = options.worker_cpus;
+    }
     io::PortError port_error;
     std::shared_ptr<io::Driver> made = io::make_driver(driver, &port_error);
     if (!made) {

@@ -6,20 +6,23 @@
 #include <string>
 
 #include "io/af_packet_driver.h"
+#include "io/af_xdp_options.h"
 #include "io/driver.h"
 #include "io/memory_port.h"
 
 namespace l4lb::io {
 
 struct DriverSpec {
-  std::string name = "memory";  // "memory" | "af_packet"
+  std::string name = "memory";  // "memory" | "af_packet" | "af_xdp"
   uint32_t interfaces = 1;      // memory: how many ports
   MemoryPortOptions memory;
   AfPacketDriverOptions af_packet;
+  AfXdpDriverOptions af_xdp;
 };
 
 // nullptr with *error set (code EDRIVER_UNAVAILABLE for a driver this build
-// lacks, EPORT_OPTIONS for bad options).
+// lacks, or whose library or its libxdp/libbpf cannot be loaded;
+// EPORT_OPTIONS for bad options).
 std::shared_ptr<Driver> make_driver(const DriverSpec& spec, PortError* error);
 
 }  // namespace l4lb::io
