@@ -10,7 +10,7 @@
 //     VIP on the backends' lo, ARP suppressed there; the router ARPs for the VIP on the lan and the
 //     balancer answers; backends reply straight to the router.
 import { fileURLToPath } from 'node:url';
-import type { BackendOptions, LoadBalancerOptions, LoadBalancerStats, ServiceOptions } from '../lib/index.js';
+import type { BackendOptions, DriverName, LoadBalancerOptions, LoadBalancerStats, ServiceOptions } from '../lib/index.js';
 import type { Host, Lab, LabProcess } from '../lib/lab/index.js';
 
 /** Files of the demo (servers, balancer process), by path relative to demo/. */
@@ -25,6 +25,22 @@ export const backendNames = ['b1', 'b2', 'b3'];
 // passes them on with their GSO metadata).
 const link = { mtu: 1500 };
 
+/** The drivers the e2e suite runs over (describe.each). */
+export const drivers = ['af_packet', 'af_xdp'] as const satisfies readonly DriverName[];
+
+/**
+ * What the balancer's links need for a driver: AF_XDP serves one receive
+ * queue per worker, so its veths get a queue per worker.
+ */
+export interface BalancerLinks {
+  driver?: DriverName;
+  workers?: number;
+}
+
+function balancerQueues(links: BalancerLinks): { queues?: number } {
+  return links.driver === 'af_xdp' && (links.workers ?? 1) > 1 ? { queues: links.workers } : {};
+}
+
 export interface Topology {
   lab: Lab;
   client: Host;
@@ -35,19 +51,20 @@ export interface Topology {
   interfaces: string[];
 }
 
-export async function routedTopology(lab: Lab, options: { secondUplink?: boolean; backendGateway?: boolean } = {}): Promise<Topology> {
+export async function routedTopology(lab: Lab, options: { secondUplink?: boolean; backendGateway?: boolean } & BalancerLinks = {}): Promise<Topology> {
+  const queues = balancerQueues(options);
   const client = await lab.addHost('client');
   const balancer = await lab.addHost('balancer');
   const backends = await Promise.all(backendNames.map((name) => lab.addHost(name)));
-  await lab.connect({ host: client, name: 'eth0', addresses: ['198.18.0.10/24'] }, { host: balancer, name: 'eth0', addresses: ['198.18.0.1/24'] }, link);
+  await lab.connect({ host: client, name: 'eth0', addresses: ['198.18.0.10/24'] }, { host: balancer, name: 'eth0', addresses: ['198.18.0.1/24'], ...queues }, link);
   await lab.segment(
     'lan',
-    [{ host: balancer, name: 'eth1', addresses: ['198.18.1.1/24'] }, ...backends.map((host, i) => ({ host, name: 'eth0', addresses: [`${backendAddresses[i]}/24`] }))],
+    [{ host: balancer, name: 'eth1', addresses: ['198.18.1.1/24'], ...queues }, ...backends.map((host, i) => ({ host, name: 'eth0', addresses: [`${backendAddresses[i]}/24`] }))],
     link,
   );
   const interfaces = ['eth0', 'eth1'];
   if (options.secondUplink) {
-    await lab.connect({ host: client, name: 'eth1', addresses: ['198.18.2.10/24'] }, { host: balancer, name: 'eth2', addresses: ['198.18.2.1/24'] }, link);
+    await lab.connect({ host: client, name: 'eth1', addresses: ['198.18.2.10/24'] }, { host: balancer, name: 'eth2', addresses: ['198.18.2.1/24'], ...queues }, link);
     // The client reaches the VIP through the second uplink only, from its
     // first address, which the balancer's routing table places behind eth0...
     await client.setSysctl('net.ipv4.conf.all.rp_filter', 0);
@@ -65,7 +82,7 @@ export async function routedTopology(lab: Lab, options: { secondUplink?: boolean
   return { lab, client, balancer, backends, interfaces };
 }
 
-export async function drTopology(lab: Lab): Promise<Topology> {
+export async function drTopology(lab: Lab, links: BalancerLinks = {}): Promise<Topology> {
   const client = await lab.addHost('client');
   const router = await lab.addRouter('router');
   const balancer = await lab.addHost('balancer');
@@ -75,7 +92,7 @@ export async function drTopology(lab: Lab): Promise<Topology> {
     'lan',
     [
       { host: router, name: 'eth1', addresses: ['198.18.1.254/24'] },
-      { host: balancer, name: 'eth1', addresses: ['198.18.1.1/24'] },
+      { host: balancer, name: 'eth1', addresses: ['198.18.1.1/24'], ...balancerQueues(links) },
       ...backends.map((host, i) => ({ host, name: 'eth0', addresses: [`${backendAddresses[i]}/24`] })),
     ],
     link,

@@ -32,6 +32,12 @@ export interface LinkEnd {
   name?: string;
   /** Addresses with prefix length, e.g. '198.18.0.1/24', '2001:db8::1/64'. */
   addresses?: string[];
+  /**
+   * Transmit and receive queues of the veth pair (default 1), given to both
+   * ends: the sender's transmit queue picks the receiver's queue, so flows
+   * spread over this many receive queues (AF_XDP serves one per worker).
+   */
+  queues?: number;
 }
 
 export interface LinkOptions {
@@ -50,6 +56,8 @@ export interface SegmentMember {
   host: Host;
   name?: string;
   addresses?: string[];
+  /** Queues of the member's veth to the bridge (LinkEnd.queues). */
+  queues?: number;
 }
 
 export interface InterfaceInfo {
@@ -305,8 +313,11 @@ export class Lab {
     for (const [end, ifname] of [[a, aName], [b, bName]] as const) {
       for (const address of end.addresses ?? []) parseLabPrefix(address, `${end.host.name}.${ifname}.addresses`);
     }
+    const queues = Math.max(a.queues ?? 1, b.queues ?? 1);
+    if (!Number.isInteger(queues) || queues < 1 || queues > 64) throw new LabError('EINVAL_QUEUES', `queues must be an integer from 1 to 64, not ${queues}`);
+    const queueArgs = queues > 1 ? ['numtxqueues', String(queues), 'numrxqueues', String(queues)] : [];
     await run('ip', [
-      'link', 'add', 'name', aName, 'netns', a.host.netns, 'type', 'veth', 'peer', 'name', bName, 'netns', b.host.netns,
+      'link', 'add', 'name', aName, 'netns', a.host.netns, ...queueArgs, 'type', 'veth', 'peer', 'name', bName, 'netns', b.host.netns, ...queueArgs,
     ]);
     this.linkCount += 1;
     for (const [end, ifname] of [[a, aName], [b, bName]] as const) {
@@ -334,7 +345,7 @@ export class Lab {
     for (const member of members) {
       const port = `p${index++}`;
       const ends = await this.connect(
-        { host: member.host, name: member.name ?? name, addresses: member.addresses ?? [] },
+        { host: member.host, name: member.name ?? name, addresses: member.addresses ?? [], ...(member.queues ? { queues: member.queues } : {}) },
         { host: bridgeHost, name: port },
         options,
       );

@@ -8,7 +8,7 @@ import type { Method } from '../../lib/index.js';
 import type { Lab } from '../../lib/lab/index.js';
 import { setupLabRealServer, type LabRealServer } from '../../lib/realserver/lab.js';
 import { createLab } from './support.js';
-import { BalancerProcess, VIP, backendAddresses, drTopology, routedTopology, runJson, startBackends, type Topology } from './topologies.js';
+import { BalancerProcess, VIP, backendAddresses, drTopology, drivers, routedTopology, runJson, startBackends, type BalancerLinks, type Topology } from './topologies.js';
 
 let lab: Lab | undefined;
 let balancer: BalancerProcess | undefined;
@@ -38,16 +38,16 @@ const cases: Case[] = [
   { name: 'gre, replies returned through the tunnel', method: 'gre', returnThroughTunnel: true },
 ];
 
-async function build(c: Case): Promise<{ topology: Topology; backendPort: number }> {
+async function build(c: Case, balancer: BalancerLinks): Promise<{ topology: Topology; backendPort: number }> {
   lab = await createLab();
   if (c.method === 'dr') {
-    const topology = await drTopology(lab);
+    const topology = await drTopology(lab, balancer);
     realServers = await Promise.all(topology.backends.map((host) => setupLabRealServer(host, { vip: VIP, method: 'dr', interface: 'eth0' })));
     await startBackends(topology, { port: 80, udpBind: VIP });
     return { topology, backendPort: 80 };
   }
   // fullnat backends need no route back through the balancer.
-  const topology = await routedTopology(lab, { backendGateway: c.method !== 'fullnat' });
+  const topology = await routedTopology(lab, { backendGateway: c.method !== 'fullnat', ...balancer });
   if (c.method === 'ipip' || c.method === 'gre') {
     realServers = await Promise.all(
       topology.backends.map((host) =>
@@ -66,12 +66,12 @@ async function build(c: Case): Promise<{ topology: Topology; backendPort: number
   return { topology, backendPort: 8080 };
 }
 
-describe.each([1, 2])('forwarding methods through AF_PACKET, %i worker(s)', (workers) => {
+describe.each(drivers.flatMap((driver) => [1, 2].map((workers) => ({ driver, workers }))))('forwarding methods through $driver, $workers worker(s)', ({ driver, workers }) => {
   for (const c of cases) {
     it(`${c.name}: 200 HTTP connections, 50 MB down and up intact, UDP echo, rr shares`, async () => {
-      const { topology, backendPort } = await build(c);
+      const { topology, backendPort } = await build(c, { driver, workers });
       balancer = await BalancerProcess.start(topology, {
-        options: { workers, ...(c.localAddresses ? { localAddresses: c.localAddresses } : {}) },
+        options: { driver, workers, ...(c.localAddresses ? { localAddresses: c.localAddresses } : {}) },
         services: ['tcp', 'udp'].map((protocol) => ({
           service: {
             address: VIP,
