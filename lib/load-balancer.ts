@@ -389,6 +389,7 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
         txBytes: c?.txBytes ?? 0,
         txDropped: c?.txDropped ?? 0,
         kernelDrops: c?.kernelDrops ?? 0,
+        mode: c?.mode ?? '',
       };
     });
   }

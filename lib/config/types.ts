@@ -292,8 +292,10 @@ export interface InterfaceStats {
   txBytes: number;
   /** Frames the port could not transmit (ring full). */
   txDropped: number;
-  /** Frames the kernel dropped before the workers saw them: the receive ring was full (PACKET_STATISTICS). */
+  /** Frames the kernel dropped before the workers saw them: the receive ring was full (PACKET_STATISTICS; AF_XDP: XDP_STATISTICS). */
   kernelDrops: number;
+  /** How the driver runs the interface: 'tpacket_v2' (af_packet), 'xdp_native' or 'xdp_generic' (af_xdp), 'memory'. */
+  mode: string;
 }
 
 export interface LoadBalancerStats {
