@@ -1,12 +1,16 @@
-// Balancer behaviour through the AF_PACKET workers beyond plain forwarding:
-// scheduler shares, persistence, path symmetry, the host kernel staying
-// silent, health-check failover, and close() under traffic.
+// Balancer behaviour beyond plain forwarding, over each driver: scheduler
+// shares, persistence, path symmetry, the host kernel staying silent,
+// health-check failover, and close() under traffic. Scheduler shares and
+// persistence are the core's and driver-independent: they run over
+// af_packet only; everything that depends on what the driver takes from the
+// kernel and leaves behind runs over both.
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Lab } from '../../lib/lab/index.js';
 import type { ServiceOptions } from '../../lib/index.js';
 import { setupLabRealServer } from '../../lib/realserver/lab.js';
 import { createLab, fixture } from './support.js';
-import { BalancerProcess, VIP, backendAddresses, demoFile, routedTopology, runJson, startBackends, type Topology } from './topologies.js';
+import type { DriverName } from '../../lib/index.js';
+import { BalancerProcess, VIP, backendAddresses, demoFile, drivers, routedTopology, runJson, startBackends, type Topology } from './topologies.js';
 
 let lab: Lab | undefined;
 let balancer: BalancerProcess | undefined;
@@ -24,13 +28,14 @@ interface LoadResult {
 }
 
 async function natBalancer(
+  driver: DriverName,
   topology: Topology,
   service: Partial<ServiceOptions>,
   weights: number[] = [1, 1, 1],
   options: Record<string, unknown> = {},
 ): Promise<BalancerProcess> {
   const b = await BalancerProcess.start(topology, {
-    options: { workers: 1, ...options },
+    options: { driver, workers: 1, ...options },
     services: [
       {
         service: { address: VIP, port: 80, method: 'nat', healthCheck: { type: 'tcp', intervalMs: 200, timeoutMs: 300, rise: 1, fall: 2 }, ...service },
@@ -56,18 +61,18 @@ async function nstat(host: Topology['client'], names: string[]): Promise<Record<
   return parsed.kernel;
 }
 
-describe('balancer behaviour through AF_PACKET', () => {
-  it('maglev spreads 300 connections within ±25% of a third; wrr follows weights 1:2:3 within ±6 connections', async () => {
+describe.each(drivers)('balancer behaviour through %s', (driver) => {
+  if (driver === 'af_packet') it('maglev spreads 300 connections within ±25% of a third; wrr follows weights 1:2:3 within ±6 connections', async () => {
     lab = await createLab();
-    const topology = await routedTopology(lab);
+    const topology = await routedTopology(lab, { driver });
     await startBackends(topology);
-    balancer = await natBalancer(topology, { scheduler: 'maglev' });
+    balancer = await natBalancer(driver, topology, { scheduler: 'maglev' });
     const maglev = await runJson<LoadResult>(topology.client, 'servers/http-load.mjs', [VIP, 80, 300, 4]);
     expect(maglev.failures, maglev.firstError ?? '').toBe(0);
     for (const name of ['b1', 'b2', 'b3']) expect(Math.abs((maglev.perBackend[name] ?? 0) - 100), JSON.stringify(maglev.perBackend)).toBeLessThanOrEqual(25);
     await balancer.close();
 
-    balancer = await natBalancer(topology, { scheduler: 'wrr' }, [1, 2, 3]);
+    balancer = await natBalancer(driver, topology, { scheduler: 'wrr' }, [1, 2, 3]);
     const wrr = await runJson<LoadResult>(topology.client, 'servers/http-load.mjs', [VIP, 80, 240, 1]);
     expect(wrr.failures, wrr.firstError ?? '').toBe(0);
     expect(Math.abs((wrr.perBackend.b1 ?? 0) - 40)).toBeLessThanOrEqual(6);
@@ -75,17 +80,17 @@ describe('balancer behaviour through AF_PACKET', () => {
     expect(Math.abs((wrr.perBackend.b3 ?? 0) - 120)).toBeLessThanOrEqual(6);
   });
 
-  it('sh and persistence keep one client on one backend', async () => {
+  if (driver === 'af_packet') it('sh and persistence keep one client on one backend', async () => {
     lab = await createLab();
-    const topology = await routedTopology(lab);
+    const topology = await routedTopology(lab, { driver });
     await startBackends(topology);
-    balancer = await natBalancer(topology, { scheduler: 'sh' });
+    balancer = await natBalancer(driver, topology, { scheduler: 'sh' });
     const sh = await runJson<LoadResult>(topology.client, 'servers/http-load.mjs', [VIP, 80, 60, 2]);
     expect(sh.failures).toBe(0);
     expect(Object.keys(sh.perBackend)).toHaveLength(1);
     await balancer.close();
 
-    balancer = await natBalancer(topology, { scheduler: 'rr', persistence: { timeoutMs: 60_000 } });
+    balancer = await natBalancer(driver, topology, { scheduler: 'rr', persistence: { timeoutMs: 60_000 } });
     const persistent = await runJson<LoadResult>(topology.client, 'servers/http-load.mjs', [VIP, 80, 60, 2]);
     expect(persistent.failures).toBe(0);
     expect(Object.keys(persistent.perBackend)).toHaveLength(1);
@@ -93,9 +98,9 @@ describe('balancer behaviour through AF_PACKET', () => {
 
   it('path symmetry: requests entering by the second uplink are answered by it, although the default route is the first', async () => {
     lab = await createLab();
-    const topology = await routedTopology(lab, { secondUplink: true });
+    const topology = await routedTopology(lab, { secondUplink: true, driver });
     await startBackends(topology);
-    balancer = await natBalancer(topology, { scheduler: 'rr' });
+    balancer = await natBalancer(driver, topology, { scheduler: 'rr' });
     const before = await balancer.stats();
     const load = await runJson<LoadResult>(topology.client, 'servers/http-load.mjs', [VIP, 80, 50, 2]);
     expect(load.failures, load.firstError ?? '').toBe(0);
@@ -108,14 +113,14 @@ describe('balancer behaviour through AF_PACKET', () => {
 
   it('gre with replies returned through the tunnel: requests entering by the second uplink are answered by it', async () => {
     lab = await createLab();
-    const topology = await routedTopology(lab, { secondUplink: true });
+    const topology = await routedTopology(lab, { secondUplink: true, driver });
     const realServers = await Promise.all(
       topology.backends.map((host) => setupLabRealServer(host, { vip: VIP, method: 'gre', interface: 'eth0', returnThroughTunnel: { balancer: '198.18.1.1' } })),
     );
     try {
       await startBackends(topology, { port: 80, udpBind: VIP });
       balancer = await BalancerProcess.start(topology, {
-        options: { workers: 1 },
+        options: { driver, workers: 1 },
         services: [
           {
             service: { address: VIP, port: 80, method: 'gre', scheduler: 'rr', healthCheck: { type: 'tcp', intervalMs: 200, rise: 1 } },
@@ -140,13 +145,51 @@ describe('balancer behaviour through AF_PACKET', () => {
     }
   });
 
+  it('ICMP: ping to the VIP is answered by the data plane; a DF datagram too big for the ipip tunnel gets fragmentation-needed', async () => {
+    lab = await createLab();
+    const topology = await routedTopology(lab, { driver });
+    const realServers = await Promise.all(topology.backends.map((host) => setupLabRealServer(host, { vip: VIP, method: 'ipip', interface: 'eth0' })));
+    try {
+      await startBackends(topology, { port: 80, udpBind: VIP });
+      balancer = await BalancerProcess.start(topology, {
+        options: { driver, workers: 1 },
+        // The tcp service's health checks resolve the backends' next hops.
+        services: (['tcp', 'udp'] as const).map((protocol) => ({
+          service: { address: VIP, port: 80, protocol, method: 'ipip' as const, healthCheck: protocol === 'tcp' ? { type: 'tcp' as const, intervalMs: 200, rise: 1 } : { type: 'none' as const } },
+          backends: backendAddresses.map((address) => ({ address, port: 80 })),
+        })),
+      });
+      await balancer.waitUntilUp();
+      const ping = JSON.parse((await topology.client.exec(['python3', fixture('servers/icmp-echo.py'), VIP, '3'])).stdout) as { received: number };
+      expect(ping.received).toBe(3);
+      // 1472 bytes of UDP payload fill the client's 1500-byte MTU; the outer
+      // IPv4 header of the tunnel would make it 1520.
+      const send = "import socket,sys; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.setsockopt(socket.IPPROTO_IP, 10, 2); s.sendto(b'x' * 1472, (sys.argv[1], 80))";
+      await topology.client.exec(['python3', '-c', send, VIP]);
+      let route = '';
+      for (let i = 0; i < 50 && !/mtu 1480/.test(route); i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        route = (await topology.client.exec(['ip', 'route', 'get', VIP])).stdout;
+      }
+      expect(route).toMatch(/mtu 1480/);
+      const stats = await balancer.stats();
+      expect(stats.counters.echoReplies).toBe(3);
+      expect(stats.counters.icmpFragNeededSent).toBe(1);
+    } finally {
+      await balancer?.close();
+      balancer = undefined;
+      for (const server of realServers) await server.down();
+    }
+  });
+
   it('the host kernel sends no reset, ICMP or duplicate toward the client', async () => {
     lab = await createLab();
-    const topology = await routedTopology(lab);
+    const topology = await routedTopology(lab, { driver });
     await startBackends(topology);
-    // A balancer kernel that would forward if it could: the guard must stop it.
+    // A balancer kernel that would forward if it could: the host guard
+    // (af_packet) or the XDP program taking the frames (af_xdp) must stop it.
     await topology.balancer.setSysctl('net.ipv4.ip_forward', 1);
-    balancer = await natBalancer(topology, { scheduler: 'rr' });
+    balancer = await natBalancer(driver, topology, { scheduler: 'rr' });
     const counters = ['TcpInSegs', 'TcpInErrs', 'TcpInRsts', 'IcmpInMsgs', 'TcpExtTCPDSACKOldSent', 'TcpExtTCPDSACKOfoSent'];
     const before = await nstat(topology.client, counters);
     const load = await runJson<LoadResult>(topology.client, 'servers/http-load.mjs', [VIP, 80, 100, 4]);
@@ -169,9 +212,9 @@ describe('balancer behaviour through AF_PACKET', () => {
 
   it('a stopped backend is marked down within fall x interval + timeout and skipped; restarted, it comes back after rise checks', async () => {
     lab = await createLab();
-    const topology = await routedTopology(lab);
+    const topology = await routedTopology(lab, { driver });
     const servers = await startBackends(topology);
-    balancer = await natBalancer(topology, { scheduler: 'rr', healthCheck: { type: 'http', path: '/', intervalMs: 200, timeoutMs: 300, rise: 2, fall: 2 } });
+    balancer = await natBalancer(driver, topology, { scheduler: 'rr', healthCheck: { type: 'http', path: '/', intervalMs: 200, timeoutMs: 300, rise: 2, fall: 2 } });
     const logBeforeStop = balancer.process.log.length;
     const stoppedAt = Date.now();
     await servers[1]!.stop();
@@ -191,13 +234,21 @@ describe('balancer behaviour through AF_PACKET', () => {
     expect(after.perBackend.b2 ?? 0).toBeGreaterThanOrEqual(9);
   });
 
-  it('close() during traffic stops the workers cleanly and removes the host guard', async () => {
+  it(`close() during traffic stops the workers cleanly and removes ${driver === 'af_packet' ? 'the host guard' : 'the XDP program, leaving the interfaces as they were'}`, async () => {
     lab = await createLab();
-    const topology = await routedTopology(lab);
+    const topology = await routedTopology(lab, { driver, workers: 2 });
     await startBackends(topology);
-    balancer = await natBalancer(topology, { scheduler: 'rr' }, [1, 1, 1], { workers: 2 });
+    const links = async () => (await topology.balancer.exec(['ip', '-d', 'link', 'show'])).stdout;
+    const linksBefore = await links();
+    balancer = await natBalancer(driver, topology, { scheduler: 'rr' }, [1, 1, 1], { workers: 2 });
     const tables = (await topology.balancer.exec(['nft', 'list', 'tables'])).stdout;
-    expect(tables).toMatch(/l4lb_/);
+    if (driver === 'af_packet') {
+      expect(tables).toMatch(/l4lb_/);
+    } else {
+      // No host guard with af_xdp: the program takes the balancer's frames.
+      expect(tables).not.toMatch(/l4lb_/);
+      expect(await links()).toMatch(/prog\/xdp id \d+ name l4lb_xdp/);
+    }
     const traffic = topology.client.spawnNode(fixture('servers/http-load.mjs'), [VIP, '80', '100000', '4']);
     await new Promise((r) => setTimeout(r, 500));
     const closing = Date.now();
@@ -208,6 +259,7 @@ describe('balancer behaviour through AF_PACKET', () => {
     expect(Date.now() - closing).toBeLessThan(5000);
     expect(balancerProcess.log).toContain('"event":"closed"');
     expect((await topology.balancer.exec(['nft', 'list', 'tables'])).stdout).not.toMatch(/l4lb_/);
+    expect(await links()).toBe(linksBefore);
     await traffic.stop();
   });
 });
