@@ -14,7 +14,7 @@
 //   node tools/system-packages.mjs --check G... exit 1 naming every missing package of groups G
 //
 // Groups: addon (compile the addon), cpp (the C++ tests), fuzz (libFuzzer
-// sessions), e2e (namespaces, the AF_PACKET driver, real servers), demo.
+// sessions), e2e (namespaces, the AF_PACKET and AF_XDP drivers, real servers), demo.
 import { accessSync, constants, readdirSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,7 +29,10 @@ export const systemPackages = [
   { name: 'python3', for: ['addon', 'e2e'], command: 'python3', why: 'node-gyp; raw tunnel packets in the real-server tests' },
   { name: 'cmake', for: ['cpp'], command: 'cmake', why: 'the C++ tests and fuzz targets' },
   { name: 'libgtest-dev', for: ['cpp'], file: '/usr/include/gtest/gtest.h', why: 'GoogleTest for the C++ unit tests' },
-  { name: 'clang', for: ['fuzz'], command: 'clang++', why: 'libFuzzer builds (tools/cpp-tests.mjs --fuzz)' },
+  { name: 'clang', for: ['fuzz', 'e2e'], command: 'clang++', why: "libFuzzer builds (tools/cpp-tests.mjs --fuzz); the AF_XDP driver's XDP program (clang -target bpf)" },
+  { name: 'pkg-config', for: ['e2e'], command: 'pkg-config', why: 'finds libxdp and libbpf, so that the AF_XDP driver (l4lb_af_xdp.so) is built' },
+  { name: 'libxdp-dev', for: ['e2e'], file: '/usr/include/xdp/xsk.h', why: 'AF_XDP sockets for the af_xdp driver (optional: without it the addon builds without that driver)' },
+  { name: 'libbpf-dev', for: ['e2e'], file: '/usr/include/bpf/libbpf.h', why: "loads and attaches the af_xdp driver's XDP program" },
   { name: 'libclang-rt-14-dev', for: ['fuzz'], file: '/usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a', why: "libFuzzer's runtime" },
 ];
 

@@ -16,3 +16,19 @@ describe('native addon', () => {
     for (const name of names) expect(name).toMatch(/^[a-z0-9]+(-[a-z0-9]+)*$/);
   });
 });
+
+describe('optional driver library', () => {
+  it("driver 'af_xdp' without its library: EDRIVER_UNAVAILABLE naming the file, and the addon goes on working", () => {
+    const binding = loadBinding();
+    let caught: (Error & { code?: string }) | undefined;
+    try {
+      new binding.Engine({ ports: 1, afXdp: { library: '/nonexistent/l4lb_af_xdp.so', interfaces: ['eth0'] } });
+    } catch (error) {
+      caught = error as Error & { code?: string };
+    }
+    expect(caught?.code).toBe('EDRIVER_UNAVAILABLE');
+    expect(caught?.message).toContain('/nonexistent/l4lb_af_xdp.so');
+    const engine = new binding.Engine({ ports: 1 });
+    engine.close();
+  });
+});

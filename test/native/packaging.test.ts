@@ -4,7 +4,9 @@
 // python3 on the PATH, builds nothing, loads the prebuild and forwards
 // packets through the memory driver exactly as this checkout's build does.
 // Extra shared objects built into build/Release (optional drivers,
-// docs/packaging.md) travel beside the prebuild.
+// docs/packaging.md) travel beside the prebuild: the AF_XDP driver,
+// l4lb_af_xdp.so, and a stand-in probe library; the addon itself links
+// neither libxdp nor libbpf, so it loads where they are missing.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -60,6 +62,7 @@ console.log(JSON.stringify({
   out: out.map((f) => f.toString('hex')),
   addon: resolveBindingPath(packageDir),
   probeLibrary: nativeLibraryPath('l4lb_optional_probe', packageDir),
+  afXdpLibrary: nativeLibraryPath('l4lb_af_xdp', packageDir),
 }));
 await lb.close();
 `;
@@ -84,6 +87,9 @@ describe('the packed package', () => {
     const listing = execFileSync('tar', ['tzf', tarball], { encoding: 'utf8' }).split('\n');
     expect(listing).toContain(`package/${prebuildDir}/l4lb.node`);
     expect(listing).toContain(`package/${prebuildDir}/l4lb_optional_probe.so`);
+    expect(listing).toContain(`package/${prebuildDir}/l4lb_af_xdp.so`);
+    expect(listing).toContain('package/native/xdp/l4lb_xdp.c'); // compiled on install elsewhere
+    expect(listing).toContain('package/tools/build-xdp-object.mjs');
     expect(listing).toContain('package/dist/index.js');
     expect(listing).toContain('package/tools/native-sources.mjs'); // binding.gyp needs it to compile elsewhere
     expect(listing.filter((path) => path.startsWith('package/build/'))).toEqual([]);
@@ -104,7 +110,10 @@ describe('the packed package', () => {
     expect(install.stderr).toMatch(new RegExp(`run l4lb@${version} install node_modules/l4lb node-gyp-build\\n[^]*run l4lb@${version} install \\{ code: 0`));
     const installed = join(app, 'node_modules/l4lb');
     expect(existsSync(join(installed, 'build')), 'the install compiled something').toBe(false);
-    expect(readdirSync(join(installed, prebuildDir)).sort()).toEqual(['l4lb.node', 'l4lb_optional_probe.so']);
+    expect(readdirSync(join(installed, prebuildDir)).sort()).toEqual(['l4lb.node', 'l4lb_af_xdp.so', 'l4lb_optional_probe.so']);
+    const linked = execFileSync('ldd', [join(installed, prebuildDir, 'l4lb.node')], { encoding: 'utf8' });
+    expect(linked).not.toMatch(/libxdp|libbpf/);
+    expect(execFileSync('ldd', [join(installed, prebuildDir, 'l4lb_af_xdp.so')], { encoding: 'utf8' })).toMatch(/libxdp\.so/);
     expect(readFileSync(join(installed, prebuildDir, 'l4lb_optional_probe.so')).subarray(0, 4)).toEqual(Buffer.from('\x7fELF', 'latin1'));
 
     const options = memoryOptions({ workers: 1 });
@@ -116,9 +125,10 @@ describe('the packed package', () => {
       timeout: 60_000,
     });
     expect(ran.status, ran.stderr).toBe(0);
-    const result = JSON.parse(ran.stdout) as { out: string[]; addon: string; probeLibrary: string };
+    const result = JSON.parse(ran.stdout) as { out: string[]; addon: string; probeLibrary: string; afXdpLibrary: string };
     expect(result.addon).toBe(join(installed, prebuildDir, 'l4lb.node'));
     expect(result.probeLibrary).toBe(join(installed, prebuildDir, 'l4lb_optional_probe.so'));
+    expect(result.afXdpLibrary).toBe(join(installed, prebuildDir, 'l4lb_af_xdp.so'));
     expect(result.out).toHaveLength(1);
     const forwarded = Buffer.from(result.out[0]!, 'hex');
     expect(decode(forwarded)).toMatchObject({ dstMac: backendMac(7), dstAddress: backendAddress(7), dstPort: 8080 });
