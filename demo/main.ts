@@ -1,7 +1,7 @@
-// npm run demo [-- --method nat|fullnat|dr|ipip|gre] [--duration SECONDS] [--plain]
+// npm run demo [-- --method nat|fullnat|dr|ipip|gre] [--driver af_packet|af_xdp] [--duration SECONDS] [--plain]
 //
 // Builds a lab (client, balancer, three backends with HTTP and UDP servers),
-// runs l4lb with one service over the AF_PACKET driver, drives real traffic
+// runs l4lb with one service over the AF_PACKET (or AF_XDP) driver, drives real traffic
 // from the client and shows each backend's share live. A third of the way in
 // it stops one backend's server: the health check marks it down and traffic
 // shifts; two thirds in it restarts it and the backend comes back. Ctrl-C at
@@ -9,7 +9,7 @@
 // SIGINT and SIGTERM).
 import { writeFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import type { LoadBalancerStats, Method } from '../lib/index.js';
+import type { DriverName, LoadBalancerStats, Method } from '../lib/index.js';
 import { Lab, type LabProcess } from '../lib/lab/index.js';
 import { setupLabRealServer, type LabRealServer } from '../lib/realserver/lab.js';
 import { BalancerProcess, VIP, backendAddresses, backendNames, demoFile, drTopology, routedTopology, startBackends, type Topology } from './topology.js';
@@ -17,6 +17,7 @@ import { BalancerProcess, VIP, backendAddresses, backendNames, demoFile, drTopol
 const program = new Command('npm run demo --')
   .description('l4lb balancing real traffic in network namespaces, with a backend failover midway')
   .addOption(new Option('--method <method>', 'forwarding method').choices(['nat', 'fullnat', 'dr', 'ipip', 'gre']).default('nat'))
+  .addOption(new Option('--driver <driver>', 'data-plane driver').choices(['af_packet', 'af_xdp']).default('af_packet'))
   .option('--duration <seconds>', 'how long traffic runs', (v) => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < 9 || n > 3600) throw new InvalidArgumentError('an integer from 9 to 3600');
@@ -25,9 +26,10 @@ const program = new Command('npm run demo --')
   .option('--plain', 'plain text, one line per second (default when stdout is not a terminal)')
   .option('--summary-json <file>', 'also write the summary as JSON')
   .parse();
-const options = program.opts<{ method: Method; duration: number; plain?: boolean; summaryJson?: string }>();
+const options = program.opts<{ method: Method; driver: DriverName; duration: number; plain?: boolean; summaryJson?: string }>();
 const plain = options.plain === true || !process.stdout.isTTY;
 const method = options.method;
+const driver = options.driver;
 const started = Date.now();
 const elapsed = () => (Date.now() - started) / 1000;
 
@@ -59,7 +61,7 @@ let realServers: LabRealServer[] = [];
 async function main(): Promise<void> {
   progress(`Building the lab: client, balancer and three backends (method ${method})`);
   lab = await Lab.create();
-  const topology: Topology = method === 'dr' ? await drTopology(lab) : await routedTopology(lab, { backendGateway: method !== 'fullnat' });
+  const topology: Topology = method === 'dr' ? await drTopology(lab, { driver }) : await routedTopology(lab, { backendGateway: method !== 'fullnat', driver });
   const tunnelled = method === 'dr' || method === 'ipip' || method === 'gre';
   if (tunnelled) {
     progress(`Setting the backends up as ${method} real servers (VIP on lo, ARP suppressed${method === 'dr' ? '' : ', userspace decapsulation'})`);
@@ -73,9 +75,9 @@ async function main(): Promise<void> {
     topology.backends[i]!.spawnNode(demoFile('servers/backend.mjs'), [backendNames[i]!, '0.0.0.0', String(backendPort), ...(tunnelled ? [VIP] : [])]);
   const servers = await startBackends(topology, { port: backendPort, ...(tunnelled ? { udpBind: VIP } : {}) });
 
-  progress('Starting l4lb (AF_PACKET driver) in the balancer namespace');
+  progress(`Starting l4lb (${driver === 'af_xdp' ? 'AF_XDP' : 'AF_PACKET'} driver) in the balancer namespace`);
   balancer = await BalancerProcess.start(topology, {
-    options: { workers: 1, ...(method === 'fullnat' ? { localAddresses: ['198.18.1.100'] } : {}) },
+    options: { driver, workers: 1, ...(method === 'fullnat' ? { localAddresses: ['198.18.1.100'] } : {}) },
     services: [
       {
         service: { address: VIP, port: 80, protocol: 'tcp', method, scheduler: 'rr', healthCheck: { type: 'http', path: '/', intervalMs: 500, timeoutMs: 400, rise: 2, fall: 2 } },
@@ -161,7 +163,7 @@ function render(stats: LoadBalancerStats, previous: LoadBalancerStats | undefine
     return;
   }
   const lines = [
-    `l4lb demo — method ${method} — VIP ${VIP}:80 — ${t.toFixed(0)} s of ${options.duration} s   (Ctrl-C stops and tears down)`,
+    `l4lb demo — method ${method}, driver ${driver} — VIP ${VIP}:80 — ${t.toFixed(0)} s of ${options.duration} s   (Ctrl-C stops and tears down)`,
     '',
     'backend             state   flows   share    packets   share',
     ...tcp.backends.map((b, i) => {
@@ -188,6 +190,7 @@ function summarize(stats: LoadBalancerStats, traffic: TrafficCounts, events: Eve
   const b2DuringOutage = atRestore.length && atDown.length ? atRestore[1]! - atDown[1]! : undefined;
   const data = {
     method,
+    driver,
     backends: tcp.backends.map((b, i) => ({ name: backendNames[i], address: b.address, flows: b.totalFlows, packets: b.packets, state: b.state })),
     http: traffic.http,
     udp: traffic.udp,
@@ -196,7 +199,7 @@ function summarize(stats: LoadBalancerStats, traffic: TrafficCounts, events: Eve
     repliesIngressPath: stats.repliesIngressPath,
   };
   const lines = [
-    `Summary (${method}, ${elapsed().toFixed(0)} s including set-up)`,
+    `Summary (${method}, ${driver}, ${elapsed().toFixed(0)} s including set-up)`,
     ...data.backends.map((b) => `  ${b.name} ${b.address}: ${b.flows} connections, ${b.packets} packets, ${b.state}`),
     `  client: ${Object.values(traffic.http.ok).reduce((a, b) => a + b, 0)} HTTP answers, ${traffic.http.failed} failed; ${Object.values(traffic.udp.ok).reduce((a, b) => a + b, 0)} UDP answers`,
     `  failover: b2 stopped, marked down ${data.failover.markedDownAfterStopS ?? '?'} s later, received ${data.failover.b2FlowsWhileDown ?? '?'} new connections while marked down, ${data.failover.backUp ? 'back up after its restart' : 'not back up yet'}`,

@@ -7,7 +7,7 @@
 // Schema (docs/config.md has it in full, examples/l4lb.yaml is an example):
 //   balancer:  LoadBalancerOptions (interfaces, driver, workers, polling, flows,
 //              localAddresses, fullnatPorts, maxBackends, hashKey as 32 hex
-//              digits, checksums, answerEcho, memory)
+//              digits, checksums, answerEcho, memory, afPacket, afXdp)
 //   services:  list of ServiceOptions, each with `backends:` (BackendOptions).
 //              Health checks as in the API; `expectBody`/`expectReply` are
 //              regular-expression strings; scheduler hooks and function
@@ -18,7 +18,7 @@ import { readFileSync } from 'node:fs';
 import { isIPv4 } from 'node:net';
 import { type Document, LineCounter, parseDocument } from 'yaml';
 
-import type { BackendOptions, LoadBalancerOptions, ServiceOptions } from '../config/types.js';
+import type { BackendOptions, DriverName, LoadBalancerOptions, ServiceOptions } from '../config/types.js';
 import {
   type NormalizedBackend,
   type NormalizedOptions,
@@ -165,10 +165,16 @@ function compileRegex(context: FileContext, holder: Record<string, unknown>, key
   }
 }
 
-function parseBalancer(context: FileContext, raw: unknown): { options: LoadBalancerOptions; normalized: NormalizedOptions } {
+/** What the command line sets instead of the file (`l4lb run --driver`). */
+export interface ConfigOverrides {
+  driver?: DriverName;
+}
+
+function parseBalancer(context: FileContext, raw: unknown, overrides: ConfigOverrides): { options: LoadBalancerOptions; normalized: NormalizedOptions } {
   if (raw === undefined) throw context.error('EINVAL_TYPE', 'balancer', 'is required: a mapping with at least "interfaces"');
   if (!isRecord(raw)) throw context.error('EINVAL_TYPE', 'balancer', 'must be a mapping (interfaces, driver, workers, ...)');
   const options = { ...raw };
+  if (overrides.driver !== undefined) options.driver = overrides.driver;
   if (options.hashKey !== undefined) {
     // Files cannot hold bytes: the 16-byte key is written as 32 hex digits.
     if (typeof options.hashKey !== 'string' || !/^[0-9a-fA-F]{32}$/.test(options.hashKey)) {
@@ -219,7 +225,7 @@ function parseService(context: FileContext, raw: unknown, path: string, balancer
 }
 
 /** Parses and validates configuration text; throws ConfigFileError naming `file`. */
-export function parseConfig(text: string, file: string): ConfigFile {
+export function parseConfig(text: string, file: string, overrides: ConfigOverrides = {}): ConfigFile {
   const lines = new LineCounter();
   const document = parseDocument(text, { prettyErrors: false, uniqueKeys: true, lineCounter: lines });
   if (document.errors.length > 0) {
@@ -235,7 +241,7 @@ export function parseConfig(text: string, file: string): ConfigFile {
       throw context.error('EINVAL_UNKNOWN_FIELD', key, `is not a setting of the file (known: ${topLevelKeys.join(', ')})`);
     }
   }
-  const balancer = parseBalancer(context, root.balancer);
+  const balancer = parseBalancer(context, root.balancer, overrides);
 
   // `services:` with every entry commented out is null: no services.
   if (root.services !== undefined && root.services !== null && !Array.isArray(root.services)) {
@@ -295,7 +301,7 @@ export function parseListenAddress(value: unknown): ListenAddress | string {
 }
 
 /** Reads and validates a configuration file. */
-export function loadConfig(file: string): ConfigFile {
+export function loadConfig(file: string, overrides: ConfigOverrides = {}): ConfigFile {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -304,5 +310,5 @@ export function loadConfig(file: string): ConfigFile {
       cause: error,
     });
   }
-  return parseConfig(text, file);
+  return parseConfig(text, file, overrides);
 }

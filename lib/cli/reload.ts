@@ -11,6 +11,7 @@
 // or drop, per its old onBackendRemoved) and its backends start their health
 // checks over. Settings of the balancer itself cannot change while it runs.
 import type { Backend } from '../backend.js';
+import type { DriverName } from '../config/types.js';
 import type { LoadBalancer } from '../load-balancer.js';
 import type { Service } from '../service.js';
 import { L4lbError } from '../errors.js';
@@ -30,6 +31,8 @@ export interface FixedSettings {
   socketFromCommandLine?: boolean;
   /** `--metrics` was given: the file's metrics is not used. */
   metricsFromCommandLine?: boolean;
+  /** `--driver` was given: it replaces the file's balancer.driver, at start and in every reload. */
+  driver?: DriverName;
 }
 
 /** A file the running instance cannot switch to without a restart. */

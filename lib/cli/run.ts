@@ -2,6 +2,8 @@
 // optional metrics endpoint, reloads on SIGHUP (and --watch), and a clean
 // stop on SIGINT/SIGTERM.
 import { readFileSync } from 'node:fs';
+import type { DriverName } from '../config/types.js';
+import { drivers } from '../config/validate.js';
 
 import { type ConfigFile, type ListenAddress, loadConfig, parseListenAddress } from './config-file.js';
 import { ControlError, ControlServer } from './control.js';
@@ -15,6 +17,8 @@ export interface RunOptions {
   socket?: string;
   metrics?: string;
   watch?: boolean;
+  /** Replaces the file's balancer.driver. */
+  driver?: string;
   /** Resolves the run instead of a signal (tests). */
   signal?: AbortSignal;
 }
@@ -35,7 +39,12 @@ export async function runCommand(file: string, options: RunOptions, io: CliIo): 
     if (typeof parsed === 'string') throw new UsageError('EUSAGE', `--metrics ${parsed}`);
     metrics = parsed;
   }
-  const config = loadConfig(file);
+  let driver: DriverName | undefined;
+  if (options.driver !== undefined) {
+    if (!(drivers as readonly string[]).includes(options.driver)) throw new UsageError('EUSAGE', `--driver must be one of ${drivers.join(', ')}, not "${options.driver}"`);
+    driver = options.driver as DriverName;
+  }
+  const config = loadConfig(file, driver ? { driver } : {});
   metrics ??= config.metrics;
   const socketPath = options.socket ?? config.controlSocket ?? controlSocketFromEnvironment();
   const log = (line: string) => logLine(io, line);
@@ -84,7 +93,7 @@ export async function runCommand(file: string, options: RunOptions, io: CliIo): 
   try {
     runner = await Runner.start(config, {
       log,
-      fixed: { socketFromCommandLine: options.socket !== undefined, metricsFromCommandLine: options.metrics !== undefined },
+      fixed: { socketFromCommandLine: options.socket !== undefined, metricsFromCommandLine: options.metrics !== undefined, ...(driver ? { driver } : {}) },
     });
     if (metrics) metricsServer = await startMetricsServer(metrics, runner.balancer.metrics());
     if (options.watch) {

@@ -117,7 +117,7 @@ export class Runner {
     this.#log(`reloading ${this.#config.file} (${reason})`);
     let next: ConfigFile;
     try {
-      next = loadConfig(this.#config.file);
+      next = loadConfig(this.#config.file, { ...(this.#fixed.driver ? { driver: this.#fixed.driver } : {}) });
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       this.#lastReload = { at: new Date().toISOString(), ok: false, message };

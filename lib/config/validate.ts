@@ -167,7 +167,8 @@ export const defaults = {
   weight: 1,
 } as const;
 
-const drivers: readonly DriverName[] = ['af_packet', 'af_xdp', 'memory'];
+/** Every driver's name, in the order docs and messages list them. */
+export const drivers: readonly DriverName[] = ['af_packet', 'af_xdp', 'memory'];
 const pollings: readonly Polling[] = ['adaptive', 'busy'];
 const protocols: readonly Protocol[] = ['tcp', 'udp'];
 const methods: readonly Method[] = ['nat', 'fullnat', 'dr', 'ipip', 'gre'];

@@ -60,6 +60,16 @@ describe('configuration files that are accepted', () => {
     ]);
   });
 
+  it('balancer.driver takes af_xdp with its afXdp tuning; --driver (an override) replaces the file\'s driver', () => {
+    const xdp = parseConfig('balancer: { interfaces: [eth0, eth1], driver: af_xdp, afXdp: { mode: native, ringSize: 4096 } }\n', 'l4lb.yaml');
+    expect(xdp.normalizedBalancer).toMatchObject({ driver: 'af_xdp', afXdp: { mode: 'native', ringSize: 4096 } });
+    expect(parseConfig(eth0, 'l4lb.yaml', { driver: 'af_xdp' }).normalizedBalancer.driver).toBe('af_xdp');
+    expect(parseConfig(eth0, 'l4lb.yaml').normalizedBalancer.driver).toBe('af_packet');
+    // The override is validated with the rest of the file.
+    expect(() => parseConfig('balancer: { interfaces: [eth0], afPacket: { txMethod: ring } }\n', 'l4lb.yaml', { driver: 'af_xdp' })).toThrow(/afPacket: applies only to driver 'af_packet'/);
+    expect(refusal('balancer: { interfaces: [eth0], driver: af_xdp, afXdp: { ringSize: 1000 } }\n')).toMatchObject({ code: 'EINVAL_RANGE', path: 'balancer.afXdp.ringSize' });
+  });
+
   it('fills in defaults: protocol tcp, method nat, backend port = service port', () => {
     const config = parseConfig(`${eth0}services:\n  - { address: 198.18.0.100, port: 80, backends: [{ address: 198.18.1.2 }] }\n`, 'x.yaml');
     expect(config.services[0]!.key).toBe('198.18.0.100:80/tcp');
