@@ -57,6 +57,25 @@ export function evaluateTargets(r: BenchReport): Target[] {
     });
   }
 
+  // 2b. The AF_XDP driver: nat with 65,536 flows at most 0.8x nftables
+  // DNAT's CPU per packet and below the same nat over AF_PACKET.
+  const xdp = find(r, 'l4lb-af_xdp-nat', 64, [65536, 1]);
+  const xdpPacket = xdp ? find(r, 'l4lb-nat', 64, [xdp.flows]) : undefined;
+  const xdpNft = xdp ? find(r, 'nftables-dnat', 64, [xdp.flows]) : undefined;
+  if (xdp?.addedNsPerPacket !== undefined && xdpNft?.addedNsPerPacket !== undefined) {
+    const ratio = xdp.addedNsPerPacket / xdpNft.addedNsPerPacket;
+    const versusPacket = xdpPacket?.addedNsPerPacket !== undefined ? xdp.addedNsPerPacket / xdpPacket.addedNsPerPacket : undefined;
+    const met = ratio <= 0.8 && (versusPacket === undefined || versusPacket < 1);
+    targets.push({
+      name: `af_xdp: nat, ${xdp.flows} flows, 64 B, vs nftables DNAT and vs af_packet`,
+      target: "<= 0.8x nftables DNAT's CPU added per packet, and below af_packet's",
+      measured: `${ns(xdp.addedNsPerPacket)} vs nftables ${ns(xdpNft.addedNsPerPacket)}: ${ratio.toFixed(2)}x` +
+        (versusPacket !== undefined ? `; vs af_packet ${ns(xdpPacket!.addedNsPerPacket)}: ${versusPacket.toFixed(2)}x` : ''),
+      met,
+      ...(met ? {} : { gap: ratio > 0.8 ? `${(ratio / 0.8).toFixed(2)}x the limit` : `${versusPacket!.toFixed(2)}x af_packet's cost` }),
+    });
+  }
+
   // 3. Ahead of the kernel: nat below nftables DNAT's per-packet cost.
   const nft = nat ? find(r, 'nftables-dnat', 64, [nat.flows]) : undefined;
   if (nat?.addedNsPerPacket !== undefined && nft?.addedNsPerPacket !== undefined) {

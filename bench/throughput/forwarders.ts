@@ -42,17 +42,17 @@ export function udpService(method: Method): ServiceSpec {
 /** Flow capacity of the balancer for the steady-flow scenarios (the library's default). */
 export const defaultFlowCapacity = 262_144;
 
-export async function startBalancer(bed: Testbed, flowCapacity = defaultFlowCapacity): Promise<BalancerUnderTest> {
+export async function startBalancer(bed: Testbed, flowCapacity = defaultFlowCapacity, driver: 'af_packet' | 'af_xdp' = 'af_packet'): Promise<BalancerUnderTest> {
   await disableKernelForwarding(bed);
-  return BalancerUnderTest.start(bed, { flows: { capacity: flowCapacity }, localAddresses: FULLNAT_LOCAL } as never);
+  return BalancerUnderTest.start(bed, { driver, flows: { capacity: flowCapacity }, localAddresses: FULLNAT_LOCAL } as never);
 }
 
 /** l4lb with one UDP service of `method`, on an already running balancer. */
-export async function l4lbForwarder(balancer: BalancerUnderTest, method: Method, bed: Testbed): Promise<RunningForwarder> {
+export async function l4lbForwarder(balancer: BalancerUnderTest, method: Method, bed: Testbed, name = `l4lb-${method}`): Promise<RunningForwarder> {
   await balancer.configure([udpService(method)]);
   await balancer.waitUntilResolved();
   return {
-    name: `l4lb-${method}`,
+    name,
     threads: balancer.workerTids.map((tid) => ({ pid: balancer.pid, tid })),
     async counters() {
       const snapshot = await balancer.snapshot();

@@ -1,5 +1,5 @@
 // The l4lb balancer under test: bench/throughput/balancer-runner.ts in the
-// lb namespace. Its worker is pinned to the forwarder's CPU (afPacket.cpus);
+// lb namespace. Its worker is pinned to the forwarder's CPU (afPacket.cpus or afXdp.cpus);
 // the rest of the process (Node's threads, the `ip` commands its driver runs
 // every half second) to the generator's CPU with taskset: a forked `ip` on
 // the worker's CPU would preempt the worker for milliseconds.
@@ -39,7 +39,7 @@ export class BalancerUnderTest {
       workers: 1,
       polling: 'adaptive',
       ...options,
-      afPacket: { ...options.afPacket, cpus: [bed.forwarderCpu] },
+      ...(options.driver === 'af_xdp' ? { afXdp: { ...options.afXdp, cpus: [bed.forwarderCpu] } } : { afPacket: { ...options.afPacket, cpus: [bed.forwarderCpu] } }),
     };
     const child = bed.lb.spawn(['taskset', '-c', String(bed.generatorCpu), process.execPath, '--import', 'tsx', runner, JSON.stringify(full)], {
       stdin: 'pipe',
