@@ -43,7 +43,7 @@ import type { BackendRecord, ConfigState, Controller, ServiceRecord } from './mo
 import { loadBinding, type NativeBinding, type NativeEngine } from './native/binding.js';
 import { runSchedulerHook, weightedTable } from './schedulers/hook.js';
 import { Service } from './service.js';
-import { type BackendCounterValues, EventRingReader, StatsReader } from './shm/stats.js';
+import { type BackendCounterValues, backendCounterNames, EventRingReader, StatsReader, zeroBackendCounters } from './shm/stats.js';
 import { BackendSlots } from './backend-slots.js';
 import { createMetricsRegistry } from './stats/metrics.js';
 import { RateSampler } from './stats/rates.js';
@@ -95,7 +95,7 @@ const constructing = Symbol('LoadBalancer.create');
 // The workers signal new event records (onEvents); this slow read is the
 // timer that keeps a running balancer's process alive, and a safety net.
 const eventPollMs = 1000;
-const zeroCounters: BackendCounterValues = { packets: 0, bytes: 0, flowsCreated: 0 };
+const zeroCounters: BackendCounterValues = zeroBackendCounters();
 
 function isThenable(value: unknown): boolean {
   return typeof (value as { then?: unknown })?.then === 'function';
@@ -737,11 +737,11 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
   #backendCounters(backend: BackendRecord): BackendCounterValues {
     const now = this.#reader!.backend(backend.slot);
     const base = this.#baselines.get(backend.id) ?? this.#draft?.baselines.get(backend.id) ?? zeroCounters;
-    return {
-      packets: now.packets - base.packets,
-      bytes: now.bytes - base.bytes,
-      flowsCreated: now.flowsCreated - base.flowsCreated,
-    };
+    const c = zeroBackendCounters();
+    for (const name of backendCounterNames) c[name] = now[name] - (base[name] ?? 0);
+    c.packets = c.inPackets + c.outPackets;
+    c.bytes = c.inBytes + c.outBytes;
+    return c;
   }
 
   #serviceStats(service: ServiceRecord): ServiceStats {
@@ -757,11 +757,16 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
         nextHopResolved: this.#lastCompile?.resolved.has(b.id) ?? false,
         packets: c.packets,
         bytes: c.bytes,
+        inPackets: c.inPackets,
+        outPackets: c.outPackets,
+        inBytes: c.inBytes,
+        outBytes: c.outBytes,
         activeFlows: this.#reader!.activeFlows(b.slot),
         totalFlows: c.flowsCreated,
       };
     });
-    const sum = (key: 'packets' | 'bytes' | 'activeFlows' | 'totalFlows') => backends.reduce((n, b) => n + b[key], 0);
+    const sum = (key: 'packets' | 'bytes' | 'inPackets' | 'outPackets' | 'inBytes' | 'outBytes' | 'activeFlows' | 'totalFlows') =>
+      backends.reduce((n, b) => n + b[key], 0);
     return {
       address: service.options.address,
       port: service.options.port,
@@ -771,6 +776,10 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
       state: backends.some((b) => b.state === 'up') ? 'up' : 'down',
       packets: sum('packets'),
       bytes: sum('bytes'),
+      inPackets: sum('inPackets'),
+      outPackets: sum('outPackets'),
+      inBytes: sum('inBytes'),
+      outBytes: sum('outBytes'),
       activeFlows: sum('activeFlows'),
       totalFlows: sum('totalFlows'),
       backends,

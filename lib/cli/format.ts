@@ -1,8 +1,8 @@
 // Tables in the style of `ipvsadm -L -n` (status), `--stats` and `--rate`:
 // one line per service, one indented `->` line per backend, columns aligned
 // the way ipvsadm aligns them (a 33-character address column, numbers
-// right-aligned in 8). Packets and bytes count both directions of a flow
-// (ipvsadm splits In and Out; the data plane counts them together).
+// right-aligned in 8). `stats` splits packets and bytes into In (client ->
+// backend) and Out (replies through the balancer) as ipvsadm --stats does.
 import type { BackendStats, LoadBalancerRates, LoadBalancerStats, Method, ServiceStats } from '../config/types.js';
 import type { InstanceInfo } from './runner.js';
 
@@ -104,14 +104,19 @@ export function formatStatus(stats: LoadBalancerStats & { services: StatusServic
  */
 export function formatStats(stats: LoadBalancerStats, style: NumberStyle = {}): string {
   const lines = [
-    `${'Prot LocalAddress:Port'.padEnd(33)}${['Conns', 'Packets', 'Bytes'].map((h) => ` ${h.padStart(8)}`).join('')}`,
+    `${'Prot LocalAddress:Port'.padEnd(33)}${['Conns', 'InPkts', 'OutPkts', 'InBytes', 'OutBytes'].map((h) => ` ${h.padStart(8)}`).join('')}`,
     '  -> RemoteAddress:Port',
   ];
+  const columns = (c: Pick<ServiceStats, 'totalFlows' | 'inPackets' | 'outPackets' | 'inBytes' | 'outBytes'>) => [
+    c.totalFlows,
+    c.inPackets,
+    c.outPackets,
+    c.inBytes,
+    c.outBytes,
+  ];
   for (const service of stats.services) {
-    lines.push(`${serviceColumn(service.protocol, service.address, service.port)}${numbers([service.totalFlows, service.packets, service.bytes], style)}`);
-    for (const backend of service.backends) {
-      lines.push(`${backendColumn(backend)}${numbers([backend.totalFlows, backend.packets, backend.bytes], style)}`);
-    }
+    lines.push(`${serviceColumn(service.protocol, service.address, service.port)}${numbers(columns(service), style)}`);
+    for (const backend of service.backends) lines.push(`${backendColumn(backend)}${numbers(columns(backend), style)}`);
   }
   if (stats.interfaces.length > 0) {
     const headings = ['RxPkts', 'RxBytes', 'TxPkts', 'TxBytes', 'TxDrop', 'KernDrop'];

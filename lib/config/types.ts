@@ -227,8 +227,15 @@ export interface BackendStats {
   effectiveWeight: number;
   /** Whether the next hop toward this backend is resolved (else its packets drop as 'no-neighbour'). */
   nextHopResolved: boolean;
+  /** Both directions (inPackets + outPackets, inBytes + outBytes). */
   packets: number;
   bytes: number;
+  /** Client -> backend, as received (ipvsadm --stats InPkts, InBytes). */
+  inPackets: number;
+  inBytes: number;
+  /** Backend -> client: replies that passed the balancer (nat, fullnat; dr/tunnel replies returned through it). */
+  outPackets: number;
+  outBytes: number;
   activeFlows: number;
   totalFlows: number;
 }
@@ -243,6 +250,11 @@ export interface ServiceStats {
   state: ServiceState;
   packets: number;
   bytes: number;
+  /** Sums of the backends' In and Out counters. */
+  inPackets: number;
+  outPackets: number;
+  inBytes: number;
+  outBytes: number;
   activeFlows: number;
   totalFlows: number;
   backends: BackendStats[];

@@ -96,8 +96,13 @@ export interface NativeWorkerCounters {
 }
 
 export interface NativeBackendCounters {
+  /** Both directions. */
   packets: number;
   bytes: number;
+  inPackets: number;
+  inBytes: number;
+  outPackets: number;
+  outBytes: number;
   flowsCreated: number;
   activeFlows: number;
 }

@@ -32,7 +32,7 @@ export interface StatsLayout {
   drops: { offset: number; stride: number; count: number };
   /** core::FlowCounters, fields by exported names (lookupHits, ...). */
   flowCounters: StructLayout;
-  /** core::BackendCounters: packets, bytes, flowsCreated. */
+  /** core::BackendCounters: inPackets, inBytes, outPackets, outBytes, flowsCreated. */
   backendCounters: StructLayout;
   /** The shared active-flow counts: one int32 per backend slot. */
   activeFlows: { stride: number };

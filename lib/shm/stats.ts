@@ -19,9 +19,23 @@ export interface WorkerCounterValues {
 }
 
 export interface BackendCounterValues {
+  /** Both directions. */
   packets: number;
   bytes: number;
+  /** Client -> backend, as received. */
+  inPackets: number;
+  inBytes: number;
+  /** Backend -> client: replies that passed the balancer. */
+  outPackets: number;
+  outBytes: number;
   flowsCreated: number;
+}
+
+/** The per-direction names of core::BackendCounters (packets and bytes are their sums). */
+export const backendCounterNames = ['inPackets', 'inBytes', 'outPackets', 'outBytes', 'flowsCreated'] as const;
+
+export function zeroBackendCounters(): BackendCounterValues {
+  return { packets: 0, bytes: 0, inPackets: 0, inBytes: 0, outPackets: 0, outBytes: 0, flowsCreated: 0 };
 }
 
 function field(layout: StructLayout, name: string): number {
@@ -51,7 +65,7 @@ export class StatsReader {
   private readonly backendStride: number;
   private readonly workerFields: Array<[string, number]>;
   private readonly flowFields: Array<[string, number]>;
-  private readonly backendFields: { packets: number; bytes: number; flowsCreated: number };
+  private readonly backendFields: Array<[(typeof backendCounterNames)[number], number]>;
 
   constructor(
     private readonly buffer: ArrayBuffer,
@@ -115,11 +129,7 @@ export class StatsReader {
     this.backendStride = layout.backendCounters.size;
     this.workerFields = Object.entries(layout.workerCounters.fields).map(([name, f]) => [name, f.offset]);
     this.flowFields = Object.entries(layout.flowCounters.fields).map(([name, f]) => [name, f.offset]);
-    this.backendFields = {
-      packets: field(layout.backendCounters, 'packets'),
-      bytes: field(layout.backendCounters, 'bytes'),
-      flowsCreated: field(layout.backendCounters, 'flowsCreated'),
-    };
+    this.backendFields = backendCounterNames.map((name) => [name, field(layout.backendCounters, name)]);
   }
 
   /** False once the engine is closed (the buffer is detached). */
@@ -145,14 +155,14 @@ export class StatsReader {
 
   /** A backend slot's counters, summed over the workers. */
   backend(slot: number): BackendCounterValues {
-    const out = { packets: 0, bytes: 0, flowsCreated: 0 };
+    const out = zeroBackendCounters();
     if (slot < 0 || slot >= this.backendSlots) return out;
     for (const block of this.blocks) {
       const base = block.backendCounters + slot * this.backendStride;
-      out.packets += this.load(base + this.backendFields.packets);
-      out.bytes += this.load(base + this.backendFields.bytes);
-      out.flowsCreated += this.load(base + this.backendFields.flowsCreated);
+      for (const [name, offset] of this.backendFields) out[name] += this.load(base + offset);
     }
+    out.packets = out.inPackets + out.outPackets;
+    out.bytes = out.inBytes + out.outBytes;
     return out;
   }
 

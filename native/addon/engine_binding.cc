@@ -295,7 +295,8 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
     return workers;
   }
 
-  // backendCounters(slots: number[]) -> [{ packets, bytes, flowsCreated, activeFlows }], summed over workers.
+  // backendCounters(slots: number[]) -> [{ packets, bytes, inPackets, inBytes, outPackets, outBytes,
+  // flowsCreated, activeFlows }], summed over workers (packets, bytes: both directions).
   Napi::Value BackendCounters(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!CheckOpen(env)) return env.Undefined();
@@ -311,16 +312,22 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
         CodedError(env, "EINVAL", "backendCounters: slot out of range").ThrowAsJavaScriptException();
         return env.Undefined();
       }
-      uint64_t packets = 0, bytes = 0, created = 0;
+      uint64_t packets_in = 0, bytes_in = 0, packets_out = 0, bytes_out = 0, created = 0;
       for (uint32_t w = 0; w < engine_->options().workers; ++w) {
         const core::BackendCounters& c = engine_->backend_counters(w, slot);
-        packets += c.packets.load(std::memory_order_relaxed);
-        bytes += c.bytes.load(std::memory_order_relaxed);
+        packets_in += c.packets_in.load(std::memory_order_relaxed);
+        bytes_in += c.bytes_in.load(std::memory_order_relaxed);
+        packets_out += c.packets_out.load(std::memory_order_relaxed);
+        bytes_out += c.bytes_out.load(std::memory_order_relaxed);
         created += c.flows_created.load(std::memory_order_relaxed);
       }
       Napi::Object o = Napi::Object::New(env);
-      o.Set("packets", Napi::Number::New(env, static_cast<double>(packets)));
-      o.Set("bytes", Napi::Number::New(env, static_cast<double>(bytes)));
+      o.Set("packets", Napi::Number::New(env, static_cast<double>(packets_in + packets_out)));
+      o.Set("bytes", Napi::Number::New(env, static_cast<double>(bytes_in + bytes_out)));
+      o.Set("inPackets", Napi::Number::New(env, static_cast<double>(packets_in)));
+      o.Set("inBytes", Napi::Number::New(env, static_cast<double>(bytes_in)));
+      o.Set("outPackets", Napi::Number::New(env, static_cast<double>(packets_out)));
+      o.Set("outBytes", Napi::Number::New(env, static_cast<double>(bytes_out)));
       o.Set("flowsCreated", Napi::Number::New(env, static_cast<double>(created)));
       o.Set("activeFlows", Napi::Number::New(env, engine_->active_flows(slot)));
       result.Set(i, o);

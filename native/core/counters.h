@@ -58,11 +58,16 @@ struct alignas(64) WorkerCounters {
 };
 
 // Per backend, per worker (indexed by the backend id's slot): what stats()
-// reports per backend. Active flows are kept apart, shared by all workers
-// (they end on whichever worker expires them).
+// reports per backend, split by direction as ipvsadm --stats shows it: In is
+// client -> backend (as received), Out is backend -> client (replies that
+// pass the balancer: nat and fullnat, and dr/tunnel replies returned through
+// it). Active flows are kept apart, shared by all workers (they end on
+// whichever worker expires them).
 struct BackendCounters {
-  std::atomic<uint64_t> packets{0};
-  std::atomic<uint64_t> bytes{0};
+  std::atomic<uint64_t> packets_in{0};
+  std::atomic<uint64_t> bytes_in{0};
+  std::atomic<uint64_t> packets_out{0};
+  std::atomic<uint64_t> bytes_out{0};
   std::atomic<uint64_t> flows_created{0};
 };
 

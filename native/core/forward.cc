@@ -304,8 +304,24 @@ bool Forwarder::forward_reply_from_vip(Frame& frame, PacketInfo& info, TxQueues&
     drop(DropReason::ttl_expired);
     return true;
   }
+  if (config_->backend_index_by_id(flow.backend_id) != shm::kNone) {
+    count_for_backend(flow.backend_id, FlowDirection::reply, frame.len);
+  }
   send_reply_on_ingress_path(frame, info, flow, tx);
   return true;
+}
+
+void Forwarder::count_for_backend(uint32_t backend_id, FlowDirection direction, uint32_t bytes) {
+  const uint32_t slot = backend_id & 0xffff;
+  if (slot >= res_.backend_slots) return;
+  BackendCounters& c = res_.backend_counters[slot];
+  if (direction == FlowDirection::original) {
+    WorkerCounters::add(c.packets_in);
+    WorkerCounters::add(c.bytes_in, bytes);
+  } else {
+    WorkerCounters::add(c.packets_out);
+    WorkerCounters::add(c.bytes_out, bytes);
+  }
 }
 
 // ---- ARP --------------------------------------------------------------------
@@ -692,11 +708,7 @@ void Forwarder::forward_to_backend(Frame& frame, PacketInfo& info, uint32_t serv
   eth.vlan = VlanAction::strip;
   rewrite_ethernet(&frame, &info, eth);
   WorkerCounters::add(res_.counters->forwarded);
-  const uint32_t slot = backend.id & 0xffff;
-  if (slot < res_.backend_slots) {
-    WorkerCounters::add(res_.backend_counters[slot].packets);
-    WorkerCounters::add(res_.backend_counters[slot].bytes, packet_bytes);
-  }
+  count_for_backend(backend.id, FlowDirection::original, packet_bytes);
   send(frame, info, backend.egress_port, tx);
 }
 
@@ -808,13 +820,8 @@ bool Forwarder::handle_reply(Frame& frame, PacketInfo& info, TxQueues& tx) {
   if (info.dst_addr != flow.key.src_ipv4() || info.dst_port != flow.key.src_port) {
     rewrite_ipv4_destination(frame.data, &info, flow.key.src_ipv4(), flow.key.src_port);
   }
-  const uint32_t backend_index = config_->backend_index_by_id(flow.backend_id);
-  if (backend_index != shm::kNone) {
-    const uint32_t slot = flow.backend_id & 0xffff;
-    if (slot < res_.backend_slots) {
-      WorkerCounters::add(res_.backend_counters[slot].packets);
-      WorkerCounters::add(res_.backend_counters[slot].bytes, frame.len);
-    }
+  if (config_->backend_index_by_id(flow.backend_id) != shm::kNone) {
+    count_for_backend(flow.backend_id, FlowDirection::reply, frame.len);
   }
   send_reply_on_ingress_path(frame, info, flow, tx);
   return true;

@@ -169,6 +169,8 @@ class Forwarder {
   void forward_segments_to_backend(Frame& aggregate, PacketInfo& info, uint32_t service_index, uint32_t backend_index,
                                    uint32_t payload_per_segment, TxQueues& tx);
   void send_reply_on_ingress_path(Frame& frame, PacketInfo& info, const Flow& flow, TxQueues& tx);
+  // Per-backend In (client -> backend) or Out (reply) packets and bytes.
+  void count_for_backend(uint32_t backend_id, FlowDirection direction, uint32_t bytes);
   void end_flow_of_removed_backend(Frame& frame, PacketInfo& info, const Flow& flow, bool reset, TxQueues& tx);
   bool icmp_token();
   uint8_t* scratch_frame(uint32_t* capacity, uint32_t* headroom);

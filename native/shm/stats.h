@@ -166,7 +166,9 @@ inline constexpr size_t kListedFlowCounterBytes = 0 L4LB_FLOW_COUNTERS(L4LB_COUN
 static_assert(kListedFlowCounterBytes == offsetof(core::FlowCounters, removed) + sizeof(core::FlowCounters::removed),
               "every FlowCounters field must be listed in L4LB_FLOW_COUNTERS");
 
-#define L4LB_BACKEND_COUNTERS(X) X(packets, "packets") X(bytes, "bytes") X(flows_created, "flowsCreated")
+#define L4LB_BACKEND_COUNTERS(X)                                                     \
+  X(packets_in, "inPackets") X(bytes_in, "inBytes") X(packets_out, "outPackets")     \
+  X(bytes_out, "outBytes") X(flows_created, "flowsCreated")
 
 }  // namespace l4lb::shm
 

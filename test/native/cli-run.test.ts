@@ -77,13 +77,13 @@ describe('l4lb run (memory driver) and the commands that talk to it', () => {
     expect(result.code).toBe(0);
     expect(result.stdout).toBe(
       [
-        'Prot LocalAddress:Port               Conns  Packets    Bytes',
+        'Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes',
         '  -> RemoteAddress:Port',
-        'TCP  198.18.0.100:80                     0        0        0',
-        '  -> 198.18.1.2:8080                     0        0        0',
-        '  -> 198.18.1.3:8080                     0        0        0',
-        'UDP  198.18.0.100:53                     0        0        0',
-        '  -> 198.18.1.4:53                       0        0        0',
+        'TCP  198.18.0.100:80                     0        0        0        0        0',
+        '  -> 198.18.1.2:8080                     0        0        0        0        0',
+        '  -> 198.18.1.3:8080                     0        0        0        0        0',
+        'UDP  198.18.0.100:53                     0        0        0        0        0',
+        '  -> 198.18.1.4:53                       0        0        0        0        0',
         'Interface          RxPkts  RxBytes   TxPkts  TxBytes   TxDrop KernDrop',
         'in                      0        0        0        0        0        0',
         'out                     0        0        0        0        0        0',
