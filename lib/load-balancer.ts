@@ -45,6 +45,10 @@ import { runSchedulerHook, weightedTable } from './schedulers/hook.js';
 import { Service } from './service.js';
 import { type BackendCounterValues, backendCounterNames, EventRingReader, StatsReader, zeroBackendCounters } from './shm/stats.js';
 import { BackendSlots } from './backend-slots.js';
+import { ipv4ToNumber } from './config/addresses.js';
+import { composeExplanation, type ExplainContext, timeoutForState, validateFlowTuple } from './insight/explain.js';
+import type { BackendRef, FlowExplanation, FlowTuple, WhatIfChange, WhatIfResult } from './insight/types.js';
+import { type SchedulingBackend, whatIfResult } from './insight/what-if.js';
 import { createMetricsRegistry } from './stats/metrics.js';
 import { RateSampler } from './stats/rates.js';
 import type { Registry } from 'prom-client';
@@ -392,6 +396,122 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
       throw new ValidationError('EINVAL_RANGE', `windowMs must be a positive integer, got ${String(windowMs)}`, { path: 'windowMs' });
     }
     return this.#sampler!.rates(windowMs, this.#committed.services);
+  }
+
+  /**
+   * Which backend a client's packet of this tuple goes to, and why: the
+   * service it is for, a tracked flow holding it, the client's persistence
+   * template, the scheduler's choice (Maglev/sh/hook-table slot). Reads the
+   * data plane's flow table and configuration and changes nothing. IPv4;
+   * throws ValidationError on a malformed tuple.
+   */
+  explain(flow: FlowTuple): FlowExplanation {
+    this.#assertOpen();
+    const tuple = validateFlowTuple(flow);
+    const facts = this.#engine!.explainFlow({
+      protocol: tuple.proto === 'udp' ? 17 : 6,
+      src: ipv4ToNumber(tuple.src),
+      sport: tuple.sport,
+      dst: ipv4ToNumber(tuple.dst),
+      dport: tuple.dport,
+    });
+    const name = `${tuple.dst}:${tuple.dport}/${tuple.proto}`;
+    const record = this.#committed.services.find((s) => s.handle.name === name);
+    const backends: ExplainContext['backends'] = new Map();
+    for (const service of this.#committed.services) {
+      for (const b of service.backends) {
+        backends.set(b.id, {
+          address: b.options.address,
+          port: b.options.port,
+          state: this.#isUp(b.id, service) ? 'up' : 'down',
+          weight: this.#effectiveWeightOf(b, service),
+          serviceName: service.handle.name,
+        });
+      }
+    }
+    const flows = this.#options.flows;
+    return composeExplanation(tuple, facts, {
+      service:
+        record && facts.serviceIndex >= 0
+          ? {
+              name,
+              scheduler: schedulerName(record.options.scheduler),
+              onBackendRemoved: record.options.onBackendRemoved,
+              allBackendsDown: record.options.allBackendsDown,
+              persistenceTimeoutMs: record.options.persistenceTimeoutMs ?? 0,
+            }
+          : null,
+      backends,
+      schedulable: record ? this.#schedulingBackends(record).filter((b) => b.up && b.weight > 0).length : 0,
+      timeoutFor: (state) => timeoutForState(state, flows),
+    });
+  }
+
+  /**
+   * What a change would do before it is made: the share of new flows that
+   * would go to another backend (Maglev: its lookup-table slots compared,
+   * exact; sh: sampled; rr/wrr/lc/wlc: each backend's share by weight), the
+   * tracked flows a removal would end, and each backend's share before and
+   * after. An added backend is counted as up (as it is once its health
+   * checks pass). Nothing is applied. A SchedulerHook's next table is its
+   * own code's to compute: EUNSUPPORTED.
+   */
+  whatIf(change: WhatIfChange): WhatIfResult {
+    this.#assertOpen();
+    if (typeof change !== 'object' || change === null) {
+      throw new ValidationError('EINVAL_TYPE', 'whatIf(change): change must be { service, add } | { service, remove } | { service, backend, weight }', { path: 'change' });
+    }
+    const wanted = change.service;
+    const record = this.#committed.services.find((s) => s.handle === wanted || s.handle.name === wanted);
+    if (!record) {
+      throw new ValidationError('EINVAL_REFERENCE', `service must be a Service of this balancer or its name ('198.18.0.100:80/tcp'), got ${String(wanted)}`, { path: 'service' });
+    }
+    const scheduler = record.options.scheduler;
+    if (typeof scheduler !== 'string') {
+      throw new ValidationError('EUNSUPPORTED', `whatIf: service ${record.handle.name} uses the scheduler hook "${scheduler.name}", whose next table only its own code computes; call its table() with the changed list and compare`, { path: 'service' });
+    }
+    const before = this.#schedulingBackends(record);
+    const find = (target: Backend | BackendRef, path: string) => {
+      const port = target.port ?? record.options.port;
+      const index = before.findIndex((b) => b.address === target.address && b.port === port);
+      if (index < 0) throw new ValidationError('EINVAL_REFERENCE', `${path}: ${target.address}:${port} is not a backend of ${record.handle.name}`, { path });
+      return index;
+    };
+    let after: SchedulingBackend[];
+    let removed: SchedulingBackend[] = [];
+    if ('add' in change) {
+      const added = validateBackendOptions(change.add, record.options.port, 'add');
+      if (before.some((b) => b.address === added.address && b.port === added.port)) {
+        throw new ValidationError('EDUPLICATE', `backend ${added.address}:${added.port} is in service ${record.handle.name} already`, { path: 'add.address' });
+      }
+      after = [...before, { address: added.address, port: added.port, weight: added.weight, up: true, activeFlows: 0 }];
+    } else if ('remove' in change) {
+      const index = find(change.remove, 'remove');
+      removed = [before[index]!];
+      after = before.filter((_, i) => i !== index);
+    } else if ('backend' in change && 'weight' in change) {
+      const index = find(change.backend, 'backend');
+      const weight = validateWeight(change.weight);
+      after = before.map((b, i) => (i === index ? { ...b, weight } : b));
+    } else {
+      throw new ValidationError('EINVAL_TYPE', 'whatIf(change): change must have add, remove, or backend and weight', { path: 'change' });
+    }
+    const native = (list: SchedulingBackend[]) => list.map((b) => ({ address: ipv4ToNumber(b.address), port: b.port, weight: b.weight, up: b.up }));
+    const comparison = scheduler === 'maglev' || scheduler === 'sh' ? this.#binding.compareSchedulers(scheduler, native(before), native(after)) : null;
+    return whatIfResult(record.handle.name, scheduler, before, after, removed, comparison);
+  }
+
+  /** A service's backends as its scheduler sees them now (weights in force, health, fail-open). */
+  #schedulingBackends(service: ServiceRecord): SchedulingBackend[] {
+    const list = service.backends.map((b) => ({
+      address: b.options.address,
+      port: b.options.port,
+      weight: this.#effectiveWeightOf(b, service),
+      up: this.#isUp(b.id, service),
+      activeFlows: this.#reader!.activeFlows(b.slot),
+    }));
+    const failOpen = service.options.allBackendsDown === 'fail-open' && list.length > 0 && !list.some((b) => b.up);
+    return failOpen ? list.map((b) => ({ ...b, up: true })) : list;
   }
 
   /**

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "core/drop_reason.h"
+#include "core/sched/scheduler.h"
 #include "engine/engine.h"
 #include "engine/stats_region.h"
 #include "io/driver_factory.h"
@@ -29,6 +30,31 @@ uint32_t OptionalUint32(const Napi::Object& object, const char* key, uint32_t fa
   return value.IsNumber() ? value.As<Napi::Number>().Uint32Value() : fallback;
 }
 
+// FlowState names, as TypeScript shows them.
+const char* flow_state_name(core::FlowState state) {
+  switch (state) {
+    case core::FlowState::tcp_syn_seen: return "syn-seen";
+    case core::FlowState::tcp_established: return "established";
+    case core::FlowState::tcp_fin_original: return "fin-from-client";
+    case core::FlowState::tcp_fin_reply: return "fin-from-backend";
+    case core::FlowState::tcp_closed: return "closed";
+    case core::FlowState::udp: return "udp";
+    case core::FlowState::other: return "other";
+  }
+  return "other";
+}
+
+// shm::SchedulerKind as the snapshot names it.
+const char* ShmSchedulerName(uint8_t kind) {
+  static constexpr const char* kNames[] = {"rr", "wrr", "lc", "wlc", "sh", "maglev", "table"};
+  return kind < sizeof(kNames) / sizeof(kNames[0]) ? kNames[kind] : "unknown";
+}
+
+Napi::Value BackendIdOrNull(Napi::Env env, const core::RuntimeConfig* config, uint32_t index) {
+  if (config == nullptr || index >= config->view().backends.size()) return env.Null();
+  return Napi::Number::New(env, config->view().backends[index].id);
+}
+
 class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -42,6 +68,7 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
                            InstanceMethod<&EngineHandle::BackendCounters>("backendCounters"),
                            InstanceMethod<&EngineHandle::FlowOccupancy>("flowOccupancy"),
                            InstanceMethod<&EngineHandle::MaglevChangedSlots>("maglevChangedSlots"),
+                           InstanceMethod<&EngineHandle::ExplainFlow>("explainFlow"),
                            InstanceMethod<&EngineHandle::SharedMemory>("sharedMemory"),
                            InstanceMethod<&EngineHandle::PostEvent>("postEvent"),
                            InstanceMethod<&EngineHandle::EventsDrained>("eventsDrained"),
@@ -355,6 +382,74 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
     return Napi::Number::New(env, config->maglev_changed_slots(service));
   }
 
+  // explainFlow({ protocol, src, sport, dst, dport }[, nowNs]) -> the facts of
+  // Engine::explain for a client's packet (addresses host-order numbers);
+  // nowNs defaults to CLOCK_MONOTONIC, the threaded workers' clock.
+  Napi::Value ExplainFlow(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!CheckOpen(env)) return env.Undefined();
+    if (info.Length() < 1 || !info[0].IsObject()) {
+      CodedError(env, "EINVAL", "explainFlow(tuple[, nowNs])").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Object t = info[0].As<Napi::Object>();
+    const core::FlowKey key = core::FlowKey::ipv4(
+        static_cast<uint8_t>(OptionalUint32(t, "protocol", 6)), OptionalUint32(t, "src", 0),
+        static_cast<uint16_t>(OptionalUint32(t, "sport", 0)), OptionalUint32(t, "dst", 0),
+        static_cast<uint16_t>(OptionalUint32(t, "dport", 0)));
+    uint64_t now_ns = engine::monotonic_ns();
+    if (info.Length() > 1 && info[1].IsBigInt()) {
+      bool lossless = true;
+      now_ns = info[1].As<Napi::BigInt>().Uint64Value(&lossless);
+    }
+    engine::FlowExplanation why;
+    engine_->explain(key, now_ns, &why);
+    const core::RuntimeConfig* config = engine_->current_config();
+    const uint32_t now = static_cast<uint32_t>(why.now_ms);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("configured", Napi::Boolean::New(env, why.configured));
+    o.Set("hash", Napi::BigInt::New(env, why.hash));
+    o.Set("serviceIndex", Napi::Number::New(env, why.service_index == UINT32_MAX ? -1.0 : why.service_index));
+    if (why.tracked) {
+      Napi::Object f = Napi::Object::New(env);
+      f.Set("backendId", Napi::Number::New(env, why.flow.backend_id));
+      f.Set("backendPresent", Napi::Boolean::New(env, why.flow_backend_index != UINT32_MAX));
+      f.Set("state", Napi::String::New(env, flow_state_name(why.flow.state)));
+      f.Set("matched", Napi::String::New(env, why.flow.matched == core::FlowDirection::reply ? "reply" : "original"));
+      f.Set("idleMs", Napi::Number::New(env, static_cast<uint32_t>(now - why.flow.last_seen_ms)));
+      f.Set("expired", Napi::Boolean::New(env, why.tracked_expired));
+      f.Set("slot", Napi::Number::New(env, why.flow.handle.slot));
+      f.Set("ingressPort", Napi::Number::New(env, why.flow.ingress_port));
+      f.Set("replyRouteDiffers", Napi::Boolean::New(env, (why.flow.flags & core::kFlowFlagReplyRouteDiffers) != 0));
+      o.Set("flow", f);
+    } else {
+      o.Set("flow", env.Null());
+    }
+    if (why.persisted) {
+      Napi::Object p = Napi::Object::New(env);
+      p.Set("backendId", Napi::Number::New(env, why.persistence.backend_id));
+      p.Set("backendPresent", Napi::Boolean::New(env, why.persistence_backend_index != UINT32_MAX));
+      p.Set("idleMs", Napi::Number::New(env, static_cast<uint32_t>(now - why.persistence.last_seen_ms)));
+      p.Set("timeoutMs", Napi::Number::New(env, why.persistence.template_timeout_ms));
+      p.Set("expired", Napi::Boolean::New(env, why.persisted_expired));
+      o.Set("persistence", p);
+    } else {
+      o.Set("persistence", env.Null());
+    }
+    if (why.service_index != UINT32_MAX) {
+      Napi::Object p = Napi::Object::New(env);
+      p.Set("scheduler", Napi::String::New(env, ShmSchedulerName(why.pick.scheduler)));
+      p.Set("byHash", Napi::Boolean::New(env, why.pick.by_hash));
+      p.Set("slot", Napi::Number::New(env, why.pick.slot));
+      p.Set("tableSize", Napi::Number::New(env, why.pick.table_size));
+      p.Set("backendId", BackendIdOrNull(env, config, why.pick.backend_index));
+      o.Set("pick", p);
+    } else {
+      o.Set("pick", env.Null());
+    }
+    return o;
+  }
+
   // sharedMemory() -> ArrayBuffer over the statistics region (shm/stats.h),
   // the same object on every call. The buffer holds a reference to the region
   // (released by its finalizer), and close() detaches it, so JavaScript can
@@ -461,5 +556,72 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
 }  // namespace
 
 Napi::Function DefineEngine(Napi::Env env) { return EngineHandle::Define(env); }
+
+namespace {
+
+bool ReadSpecs(Napi::Value value, std::vector<core::sched::BackendSpec>* specs) {
+  if (!value.IsArray()) return false;
+  Napi::Array list = value.As<Napi::Array>();
+  for (uint32_t i = 0; i < list.Length(); ++i) {
+    if (!list.Get(i).IsObject()) return false;
+    Napi::Object b = list.Get(i).As<Napi::Object>();
+    core::sched::BackendSpec spec;
+    spec.weight = OptionalUint32(b, "weight", 1);
+    spec.usable = b.Get("up").ToBoolean();
+    spec.identity = core::backend_identity_of(OptionalUint32(b, "address", 0), static_cast<uint16_t>(OptionalUint32(b, "port", 0)));
+    specs->push_back(spec);
+  }
+  return true;
+}
+
+bool ReadTable(Napi::Object options, const char* key, std::vector<uint32_t>* table) {
+  Napi::Value value = options.Get(key);
+  if (value.IsUndefined()) return true;
+  if (!value.IsArray()) return false;
+  Napi::Array list = value.As<Napi::Array>();
+  for (uint32_t i = 0; i < list.Length(); ++i) table->push_back(list.Get(i).As<Napi::Number>().Uint32Value());
+  return true;
+}
+
+}  // namespace
+
+// compareSchedulers(kind, before, after, { maglevTableSize, samples, tableBefore, tableAfter })
+//   -> { exact, moved, total } | null (kind not hash based)
+// Backends are { address (host order), port, weight, up }; both lists are
+// built as the engine builds a service's scheduler, and compared by identity.
+Napi::Value CompareSchedulers(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  namespace sched = core::sched;
+  std::vector<sched::BackendSpec> before, after;
+  std::vector<uint32_t> table_before, table_after;
+  Napi::Object options = info.Length() > 3 && info[3].IsObject() ? info[3].As<Napi::Object>() : Napi::Object::New(env);
+  sched::SchedulerKind kind;
+  if (info.Length() < 3 || !info[0].IsString() ||
+      !sched::scheduler_kind_from_name(info[0].As<Napi::String>().Utf8Value(), &kind) || !ReadSpecs(info[1], &before) ||
+      !ReadSpecs(info[2], &after) || !ReadTable(options, "tableBefore", &table_before) ||
+      !ReadTable(options, "tableAfter", &table_after)) {
+    CodedError(env, "EINVAL", "compareSchedulers(kind, before, after[, options])").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if (!sched::hash_based(kind)) return env.Null();
+  sched::SchedulerOptions build;
+  build.maglev_table_size = OptionalUint32(options, "maglevTableSize", build.maglev_table_size);
+  sched::BuildError error;
+  build.lookup_table = table_before;
+  std::unique_ptr<sched::Scheduler> a = sched::build_scheduler(kind, before, build, &error);
+  build.lookup_table = table_after;
+  std::unique_ptr<sched::Scheduler> b = a ? sched::build_scheduler(kind, after, build, &error) : nullptr;
+  if (!a || !b) {
+    CodedError(env, error.code.c_str(), error.message).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  sched::SchedulerComparison comparison;
+  sched::compare_schedulers(*a, *b, OptionalUint32(options, "samples", 65536), &comparison);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("exact", Napi::Boolean::New(env, comparison.exact));
+  o.Set("moved", Napi::Number::New(env, static_cast<double>(comparison.moved)));
+  o.Set("total", Napi::Number::New(env, static_cast<double>(comparison.total)));
+  return o;
+}
 
 }  // namespace l4lb::addon

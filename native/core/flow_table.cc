@@ -1733,6 +1733,33 @@ bool FlowTable::lookup(const FlowKey& key, uint64_t hash, uint64_t now_ms, FlowC
   return false;
 }
 
+bool FlowTable::peek(const FlowKey& key, uint64_t hash, uint64_t now_ms, Flow* out, bool* expired) const {
+  const uint32_t now = static_cast<uint32_t>(now_ms);
+  const KeyCode code(key);
+  const Probe probe = probe_for(hash);
+  for (int attempt = 0; attempt < kReadRetries; ++attempt) {
+    uint32_t moves_first, moves_second;
+    move_counters(probe, &moves_first, &moves_second);
+    Found found;
+    if (!find(code, probe, &found)) {
+      if (moves_stable(probe, moves_first, moves_second)) return false;
+      continue;  // a move overlapped the scan: look again
+    }
+    if (!is_reverse(kind_of(found.control))) {
+      if (!read_found(found, key, out, nullptr)) continue;
+    } else {
+      Owner owner = found.owner;
+      if (!found.owner_known && resolve_owner(found.slot, found.control, &owner) != Resolve::ok) continue;
+      if (!read_flow(owner.slot, version_of(owner.control), out, nullptr)) continue;
+      out->matched = FlowDirection::reply;
+      out->reverse_key = key;
+    }
+    *expired = flow_expired(*out, timeouts_, now);
+    return true;
+  }
+  return false;
+}
+
 void FlowTable::touch(const FlowHandle& handle, uint64_t now_ms) {
   if (handle.slot >= slot_count()) return;
   // Pairs with the store that published the entry; the mutable word read

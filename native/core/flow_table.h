@@ -379,6 +379,13 @@ class FlowTable {
   bool lookup(const FlowKey& key, uint64_t hash, uint64_t now_ms, FlowCounters& counters, Flow* out,
               bool want_reverse_key = false);
 
+  // Read-only lookup for introspection (explain, off the packet path, any
+  // thread): finds the flow or template with `key` in either direction as
+  // lookup() would, but removes nothing, counts nothing and writes no shared
+  // word. An entry that has timed out but is not yet removed is returned with
+  // *expired set (a packet would not find it).
+  bool peek(const FlowKey& key, uint64_t hash, uint64_t now_ms, Flow* out, bool* expired) const;
+
   // Creates a flow (and its reverse entry) unless the key is tracked already.
   // When both candidate buckets are full, moves entries to make room (cuckoo
   // displacement); when no move helps, makes room by evicting, in order: the

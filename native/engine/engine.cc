@@ -259,6 +259,39 @@ bool Engine::push_event(Worker& worker, shm::EventKind kind, uint64_t time_ns, u
   return true;
 }
 
+bool Engine::explain(const core::FlowKey& key, uint64_t now_ns, FlowExplanation* out) const {
+  *out = FlowExplanation{};
+  const core::RuntimeConfig* config = current_.load(std::memory_order_relaxed);  // control thread: its own store
+  out->hash = flows_->hash(key);
+  out->now_ms = now_ns / 1'000'000;
+  if (config == nullptr) return false;
+  out->configured = true;
+  const core::SnapshotView& view = config->view();
+  const uint32_t dst = key.dst_ipv4();
+  const uint32_t src = key.src_ipv4();
+  bool expired = false;
+  if (flows_->peek(key, out->hash, out->now_ms, &out->flow, &expired) && out->flow.kind == core::FlowEntryKind::forward) {
+    out->tracked = true;
+    out->tracked_expired = expired;
+    out->flow_backend_index = config->backend_index_by_id(out->flow.backend_id);
+  }
+  const shm::SnapshotService* service = view.find_service(dst, key.dst_port, key.protocol);
+  if (service == nullptr) return true;
+  out->service_index = static_cast<uint32_t>(service - view.services.data());
+  if (service->flags & shm::kServicePersistent) {
+    uint8_t client[4] = {static_cast<uint8_t>(src >> 24), static_cast<uint8_t>(src >> 16), static_cast<uint8_t>(src >> 8),
+                         static_cast<uint8_t>(src)};
+    const core::FlowKey template_key = core::FlowKey::persistence_template(service->id, core::FlowKey::kIpv4, client);
+    if (flows_->peek(template_key, flows_->hash(template_key), out->now_ms, &out->persistence, &expired)) {
+      out->persisted = true;
+      out->persisted_expired = expired;
+      out->persistence_backend_index = config->backend_index_by_id(out->persistence.backend_id);
+    }
+  }
+  out->pick = config->explain_pick(out->service_index, out->hash, src);
+  return true;
+}
+
 uint32_t Engine::poll(uint64_t now_ns) {
   uint32_t received = 0;
   for (auto& worker : workers_) {

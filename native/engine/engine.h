@@ -50,6 +50,25 @@ enum class Polling : uint8_t {
   adaptive,  // spin for spin_ns after traffic, then sleep until a port has frames
 };
 
+// Why a flow goes where it goes (Engine::explain): the facts the control
+// plane turns into an explanation. Backend indexes are global indexes into
+// the current configuration's backends (shm::kNone: none).
+struct FlowExplanation {
+  bool configured = false;              // a configuration is in force
+  uint64_t hash = 0;                    // the flow table's keyed hash of the tuple
+  uint64_t now_ms = 0;
+  uint32_t service_index = UINT32_MAX;  // the service the tuple is for, or UINT32_MAX
+  bool tracked = false;                 // a flow entry holds the tuple
+  bool tracked_expired = false;         // ...timed out, not yet removed: a packet starts a new flow
+  core::Flow flow{};
+  uint32_t flow_backend_index = UINT32_MAX;
+  bool persisted = false;               // the client has a persistence template for the service
+  bool persisted_expired = false;
+  core::Flow persistence{};
+  uint32_t persistence_backend_index = UINT32_MAX;
+  core::PickReport pick{};              // what the scheduler would do for a new flow
+};
+
 struct EngineOptions {
   uint32_t workers = 1;
   bool threaded = false;
@@ -131,6 +150,11 @@ class Engine {
   // start(); the listener must be cheap and thread-safe (it only signals).
   void set_events_listener(std::function<void()> listener) { events_listener_ = std::move(listener); }
   void events_drained() { events_pending_.store(false, std::memory_order_seq_cst); }
+  // Control thread (it alone frees configurations): the flow entry,
+  // persistence template and scheduler choice for an IPv4 tuple seen as a
+  // client's packet (client -> VIP), read without changing anything. False
+  // when no configuration is published yet.
+  bool explain(const core::FlowKey& key, uint64_t now_ns, FlowExplanation* out) const;
   // The configuration most recently published (control thread only).
   const core::RuntimeConfig* current_config() const { return current_.load(std::memory_order_relaxed); }
 
