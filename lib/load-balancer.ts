@@ -43,11 +43,20 @@ import type { BackendRecord, ConfigState, Controller, ServiceRecord } from './mo
 import { loadBinding, type NativeBinding, type NativeEngine } from './native/binding.js';
 import { runSchedulerHook, weightedTable } from './schedulers/hook.js';
 import { Service } from './service.js';
-import { type BackendCounterValues, backendCounterNames, EventRingReader, StatsReader, zeroBackendCounters } from './shm/stats.js';
+import {
+  type BackendCounterValues,
+  backendCounterNames,
+  EventRingReader,
+  type FlowEventRecord,
+  FlowEventRingReader,
+  StatsReader,
+  zeroBackendCounters,
+} from './shm/stats.js';
+import { numberToIpv4 } from './config/addresses.js';
 import { BackendSlots } from './backend-slots.js';
 import { ipv4ToNumber } from './config/addresses.js';
 import { composeExplanation, type ExplainContext, timeoutForState, validateFlowTuple } from './insight/explain.js';
-import type { BackendRef, FlowExplanation, FlowTuple, WhatIfChange, WhatIfResult } from './insight/types.js';
+import type { BackendRef, FlowEndReason, FlowEvent, FlowExplanation, FlowTuple, WhatIfChange, WhatIfResult } from './insight/types.js';
 import { type SchedulingBackend, whatIfResult } from './insight/what-if.js';
 import { createMetricsRegistry } from './stats/metrics.js';
 import { RateSampler } from './stats/rates.js';
@@ -62,6 +71,8 @@ export interface LoadBalancerEvents {
   'service-up': [ServiceStateEvent];
   /** A rate-limited signal from a worker: flow table full, unresolved next hops, ... */
   dataplane: [DataPlaneSignal];
+  /** A flow created or ended (only with the flowEvents option; bounded and lossy: see stats().flowEvents). */
+  flow: [FlowEvent];
   /** A background failure: a scheduler hook, a republication. Without a listener it becomes a process warning. */
   error: [L4lbError];
   /** close() finished. */
@@ -100,6 +111,9 @@ const constructing = Symbol('LoadBalancer.create');
 // timer that keeps a running balancer's process alive, and a safety net.
 const eventPollMs = 1000;
 const zeroCounters: BackendCounterValues = zeroBackendCounters();
+// Removed backends whose flows may still end and be reported: the latest ones, by id.
+const retiredBackendsKept = 4096;
+const flowEndReasons: readonly FlowEndReason[] = ['expired', 'removed', 'evicted'];
 
 function isThenable(value: unknown): boolean {
   return typeof (value as { then?: unknown })?.then === 'function';
@@ -123,6 +137,9 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
   #engine: NativeEngine | undefined;
   #reader: StatsReader | undefined;
   #rings: EventRingReader[] = [];
+  #flowRings: FlowEventRingReader[] = [];
+  #flowEventsDelivered = 0;
+  readonly #retired = new Map<number, BackendRef & { service: string }>();
   #committed: ConfigState = { services: [] };
   #draft: Draft | undefined;
   #generation = 0n;
@@ -184,6 +201,7 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
         udpMs: o.flows.udpTimeoutMs,
       },
       ...this.#driver.engineOptions(),
+      ...(o.flowEventRecords > 0 ? { flowEventRecords: o.flowEventRecords } : {}),
       onEvents: () => this.#drainEvents(),
     });
     this.#engine = engine;
@@ -191,6 +209,10 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
     const buffer = engine.sharedMemory();
     this.#reader = new StatsReader(buffer, layout.stats, layout.constants, this.#binding.dropReasons());
     this.#rings = Array.from({ length: this.#reader.workers }, (_, w) => new EventRingReader(buffer, layout.stats, layout.constants, w));
+    for (let w = 0; w < this.#reader.workers; w++) {
+      const ring = FlowEventRingReader.forWorker(buffer, layout.stats, layout.constants, w);
+      if (ring) this.#flowRings.push(ring);
+    }
     this.#publishState(this.#committed);
     await this.#driver.start({ engine, nextHopsChanged: () => this.#republish() });
     engine.start();
@@ -368,6 +390,11 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
       flows: { active, capacity: this.#options.flows.capacity, counters: flowCounters },
       interfaces: this.#interfaceStats(),
       counters,
+      flowEvents: {
+        enabled: this.#flowRings.length > 0,
+        events: this.#flowEventsDelivered,
+        dropped: this.#flowRings.reduce((n, ring) => n + ring.lost, 0),
+      },
     };
   }
 
@@ -585,7 +612,7 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
     for (const service of previous.services) {
       for (const backend of service.backends) {
         if (nextBackends.has(backend.id)) continue;
-        this.#retireBackend(backend);
+        this.#retireBackend(backend, service);
       }
     }
     for (const { backend, service } of nextBackends.values()) {
@@ -604,7 +631,7 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
     this.#updateServiceStates();
   }
 
-  #retireBackend(backend: BackendRecord): void {
+  #retireBackend(backend: BackendRecord, service: ServiceRecord): void {
     const runtime = this.#runtime.get(backend.id);
     if (runtime) {
       if (runtime.slowStart?.timer) clearTimeout(runtime.slowStart.timer);
@@ -613,6 +640,10 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
     }
     this.#baselines.delete(backend.id);
     this.#slots.release(backend.slot);
+    if (this.#flowRings.length > 0) {
+      this.#retired.set(backend.id, { address: backend.options.address, port: backend.options.port, service: service.handle.name });
+      if (this.#retired.size > retiredBackendsKept) this.#retired.delete(this.#retired.keys().next().value!);
+    }
   }
 
   #startBackend(backend: BackendRecord, service: ServiceRecord): void {
@@ -847,9 +878,44 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
       lost += ring.takeLost();
     }
     if (lost > 0) this.emit('dataplane', { kind: 'events-lost', worker: -1, count: lost, detail: 0 });
+    const listening = this.listenerCount('flow') > 0;
+    for (const ring of this.#flowRings) {
+      for (const record of ring.drain()) {
+        this.#flowEventsDelivered += 1;
+        if (listening) this.emit('flow', this.#flowEvent(record));
+      }
+    }
     if (probe && this.#lastCompile && this.#lastCompile.unresolved.length > 0) {
       this.#driver.requestResolution(this.#lastCompile.unresolved);
     }
+  }
+
+  #flowEvent(record: FlowEventRecord): FlowEvent {
+    const protocol = record.protocol === 17 ? 'udp' : 'tcp';
+    const vip = numberToIpv4(record.dst);
+    const serviceName = `${vip}:${record.dport}/${protocol}`;
+    let backend: (BackendRef & { service: string }) | undefined = this.#retired.get(record.backendId);
+    for (const service of this.#committed.services) {
+      const found = service.backends.find((b) => b.id === record.backendId);
+      if (found) backend = { address: found.options.address, port: found.options.port, service: service.handle.name };
+    }
+    const ended = record.kind === 'ended';
+    return {
+      type: record.kind,
+      service: backend?.service ?? (this.#committed.services.some((s) => s.handle.name === serviceName) ? serviceName : null),
+      backend: backend ? { address: backend.address, port: backend.port } : null,
+      protocol,
+      client: { address: numberToIpv4(record.src), port: record.sport },
+      vip: { address: vip, port: record.dport },
+      worker: record.worker,
+      timeNs: record.timeNs,
+      reason: ended ? (flowEndReasons[record.reason] ?? 'removed') : null,
+      durationMs: record.durationMs,
+      inPackets: record.inPackets,
+      inBytes: record.inBytes,
+      outPackets: record.outPackets,
+      outBytes: record.outBytes,
+    };
   }
 
   // ---- statistics ----------------------------------------------------------------------

@@ -89,6 +89,14 @@ export interface LoadBalancerOptions {
   checksums?: 'forward' | 'drop';
   /** Answer ICMP echo requests to VIPs (default true). */
   answerEcho?: boolean;
+  /**
+   * Flow events (lb.on('flow')): every flow created and ended, with its backend,
+   * packets, bytes and duration. Off by default: per-flow counting costs 40
+   * bytes per flow-table slot and two atomic adds per packet. `records`: per
+   * worker ring (default 4096, 16 to 65536); a full ring drops events and
+   * counts them (stats().flowEvents.dropped).
+   */
+  flowEvents?: boolean | { records?: number };
   /** Required with driver 'memory'. */
   memory?: MemoryDriverOptions;
   /** Tuning of driver 'af_packet'. */
@@ -311,6 +319,8 @@ export interface LoadBalancerStats {
   interfaces: InterfaceStats[];
   /** Every worker counter summed over workers. */
   counters: Record<string, number>;
+  /** Flow events (LoadBalancerOptions.flowEvents): delivered as 'flow', and dropped because a worker's ring was full. */
+  flowEvents: { enabled: boolean; events: number; dropped: number };
 }
 
 export interface RateOptions {

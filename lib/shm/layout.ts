@@ -26,6 +26,8 @@ export interface StatsLayout {
   block: StructLayout;
   eventRing: StructLayout;
   eventRecord: StructLayout;
+  /** shm::FlowEventRecord: one flow created or ended (flow events). */
+  flowEventRecord: StructLayout;
   /** core::WorkerCounters, fields by their exported names (rxPackets, ...). */
   workerCounters: StructLayout;
   /** WorkerCounters::drops: `count` 8-byte counters from `offset`, in the order of dropReasons(). */

@@ -106,6 +106,7 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
       driver.memory.capabilities.segmentation_offload = offloads.Get("segmentation").ToBoolean();
     }
     options.event_ring_records = OptionalUint32(o, "eventRecords", options.event_ring_records);
+    options.flow_event_records = OptionalUint32(o, "flowEventRecords", 0);
     if (o.Get("signalIntervalMs").IsNumber()) {
       options.signal_interval_ns =
           static_cast<uint64_t>(o.Get("signalIntervalMs").As<Napi::Number>().Uint32Value()) * 1'000'000ull;
@@ -134,9 +135,9 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
     }
     if (options.workers == 0 || options.workers > 64 || driver.interfaces == 0 || driver.interfaces > 64 ||
         options.backend_slots == 0 || options.backend_slots > 65536 || options.event_ring_records == 0 ||
-        options.event_ring_records > (1u << 16) || driver.memory.max_frame < 64 || driver.memory.max_frame > 65535 + 18) {
+        options.event_ring_records > (1u << 16) || options.flow_event_records > (1u << 16) || driver.memory.max_frame < 64 || driver.memory.max_frame > 65535 + 18) {
       CodedError(env, "EINVAL",
-                 "Engine(options): workers and ports must be 1..64, backendSlots 1..65536, eventRecords 1..65536, "
+                 "Engine(options): workers and ports must be 1..64, backendSlots 1..65536, eventRecords 1..65536, flowEventRecords 0..65536, "
                  "maxFrame 64..65553")
           .ThrowAsJavaScriptException();
       return;

@@ -307,6 +307,7 @@ bool Forwarder::forward_reply_from_vip(Frame& frame, PacketInfo& info, TxQueues&
   if (config_->backend_index_by_id(flow.backend_id) != shm::kNone) {
     count_for_backend(flow.backend_id, FlowDirection::reply, frame.len);
   }
+  count_for_flow(&flow, FlowDirection::reply, frame.len);
   send_reply_on_ingress_path(frame, info, flow, tx);
   return true;
 }
@@ -654,7 +655,7 @@ void Forwarder::forward_to_backend(Frame& frame, PacketInfo& info, uint32_t serv
         // each is encapsulated as a packet of its own.
         const uint32_t payload =
             segment_payload_for_mtu(frame, ip_and_l4_header_len(frame.data, info), egress.mtu, overhead);
-        forward_segments_to_backend(frame, info, service_index, backend_index, payload, tx);
+        forward_segments_to_backend(frame, info, service_index, backend_index, flow, payload, tx);
         return;
       }
       const uint32_t ip_bytes = info.l3_end() - info.l3_offset;
@@ -709,11 +710,13 @@ void Forwarder::forward_to_backend(Frame& frame, PacketInfo& info, uint32_t serv
   rewrite_ethernet(&frame, &info, eth);
   WorkerCounters::add(res_.counters->forwarded);
   count_for_backend(backend.id, FlowDirection::original, packet_bytes);
+  count_for_flow(flow, FlowDirection::original, packet_bytes);
   send(frame, info, backend.egress_port, tx);
 }
 
 void Forwarder::forward_segments_to_backend(Frame& aggregate, PacketInfo& info, uint32_t service_index,
-                                            uint32_t backend_index, uint32_t payload_per_segment, TxQueues& tx) {
+                                            uint32_t backend_index, const Flow* flow, uint32_t payload_per_segment,
+                                            TxQueues& tx) {
   frame_consumed_ = true;
   Frame segments[kScratchFrames];
   uint32_t written = 0;
@@ -732,7 +735,9 @@ void Forwarder::forward_segments_to_backend(Frame& aggregate, PacketInfo& info, 
   for (uint32_t i = 0; i < written; ++i) {
     PacketInfo segment_info;
     if (!parse_frame(segments[i].data, segments[i].len, &segment_info).is_ok()) continue;  // cannot happen: built from a parsed frame
-    forward_to_backend(segments[i], segment_info, service_index, backend_index, nullptr, tx);
+    // The flow goes along for its counts only: segments are cut for tunnels,
+    // whose rewrite needs no flow.
+    forward_to_backend(segments[i], segment_info, service_index, backend_index, flow, tx);
   }
 }
 
@@ -823,6 +828,7 @@ bool Forwarder::handle_reply(Frame& frame, PacketInfo& info, TxQueues& tx) {
   if (config_->backend_index_by_id(flow.backend_id) != shm::kNone) {
     count_for_backend(flow.backend_id, FlowDirection::reply, frame.len);
   }
+  count_for_flow(&flow, FlowDirection::reply, frame.len);
   send_reply_on_ingress_path(frame, info, flow, tx);
   return true;
 }

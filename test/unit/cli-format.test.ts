@@ -79,6 +79,7 @@ const stats: LoadBalancerStats & { services: StatusService[] } = {
     { name: 'eth2', rxPackets: 61_728, rxBytes: 49_382_716, txPackets: 2_501_500, txBytes: 123_456_789_012, txDropped: 5, kernelDrops: 0 },
   ],
   counters: {},
+  flowEvents: { enabled: false, events: 0, dropped: 0 },
 };
 
 const rates: LoadBalancerRates = {
