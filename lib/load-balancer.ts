@@ -43,8 +43,21 @@ import type { BackendRecord, ConfigState, Controller, ServiceRecord } from './mo
 import { loadBinding, type NativeBinding, type NativeEngine } from './native/binding.js';
 import { runSchedulerHook, weightedTable } from './schedulers/hook.js';
 import { Service } from './service.js';
-import { type BackendCounterValues, EventRingReader, StatsReader } from './shm/stats.js';
+import {
+  type BackendCounterValues,
+  backendCounterNames,
+  EventRingReader,
+  type FlowEventRecord,
+  FlowEventRingReader,
+  StatsReader,
+  zeroBackendCounters,
+} from './shm/stats.js';
+import { numberToIpv4 } from './config/addresses.js';
 import { BackendSlots } from './backend-slots.js';
+import { ipv4ToNumber } from './config/addresses.js';
+import { composeExplanation, type ExplainContext, timeoutForState, validateFlowTuple } from './insight/explain.js';
+import type { BackendRef, FlowEndReason, FlowEvent, FlowExplanation, FlowTuple, WhatIfChange, WhatIfResult } from './insight/types.js';
+import { type SchedulingBackend, whatIfResult } from './insight/what-if.js';
 import { createMetricsRegistry } from './stats/metrics.js';
 import { RateSampler } from './stats/rates.js';
 import type { Registry } from 'prom-client';
@@ -58,6 +71,8 @@ export interface LoadBalancerEvents {
   'service-up': [ServiceStateEvent];
   /** A rate-limited signal from a worker: flow table full, unresolved next hops, ... */
   dataplane: [DataPlaneSignal];
+  /** A flow created or ended (only with the flowEvents option; bounded and lossy: see stats().flowEvents). */
+  flow: [FlowEvent];
   /** A background failure: a scheduler hook, a republication. Without a listener it becomes a process warning. */
   error: [L4lbError];
   /** close() finished. */
@@ -95,7 +110,10 @@ const constructing = Symbol('LoadBalancer.create');
 // The workers signal new event records (onEvents); this slow read is the
 // timer that keeps a running balancer's process alive, and a safety net.
 const eventPollMs = 1000;
-const zeroCounters: BackendCounterValues = { packets: 0, bytes: 0, flowsCreated: 0 };
+const zeroCounters: BackendCounterValues = zeroBackendCounters();
+// Removed backends whose flows may still end and be reported: the latest ones, by id.
+const retiredBackendsKept = 4096;
+const flowEndReasons: readonly FlowEndReason[] = ['expired', 'removed', 'evicted'];
 
 function isThenable(value: unknown): boolean {
   return typeof (value as { then?: unknown })?.then === 'function';
@@ -119,6 +137,9 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
   #engine: NativeEngine | undefined;
   #reader: StatsReader | undefined;
   #rings: EventRingReader[] = [];
+  #flowRings: FlowEventRingReader[] = [];
+  #flowEventsDelivered = 0;
+  readonly #retired = new Map<number, BackendRef & { service: string }>();
   #committed: ConfigState = { services: [] };
   #draft: Draft | undefined;
   #generation = 0n;
@@ -180,6 +201,7 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
         udpMs: o.flows.udpTimeoutMs,
       },
       ...this.#driver.engineOptions(),
+      ...(o.flowEventRecords > 0 ? { flowEventRecords: o.flowEventRecords } : {}),
       onEvents: () => this.#drainEvents(),
     });
   }
@@ -196,6 +218,10 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
     const buffer = engine.sharedMemory();
     this.#reader = new StatsReader(buffer, layout.stats, layout.constants, this.#binding.dropReasons());
     this.#rings = Array.from({ length: this.#reader.workers }, (_, w) => new EventRingReader(buffer, layout.stats, layout.constants, w));
+    for (let w = 0; w < this.#reader.workers; w++) {
+      const ring = FlowEventRingReader.forWorker(buffer, layout.stats, layout.constants, w);
+      if (ring) this.#flowRings.push(ring);
+    }
     this.#publishState(this.#committed);
     await this.#driver.start({ engine, nextHopsChanged: () => this.#republish() });
     engine.start();
@@ -373,6 +399,11 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
       flows: { active, capacity: this.#options.flows.capacity, counters: flowCounters },
       interfaces: this.#interfaceStats(),
       counters,
+      flowEvents: {
+        enabled: this.#flowRings.length > 0,
+        events: this.#flowEventsDelivered,
+        dropped: this.#flowRings.reduce((n, ring) => n + ring.lost, 0),
+      },
     };
   }
 
@@ -402,6 +433,122 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
       throw new ValidationError('EINVAL_RANGE', `windowMs must be a positive integer, got ${String(windowMs)}`, { path: 'windowMs' });
     }
     return this.#sampler!.rates(windowMs, this.#committed.services);
+  }
+
+  /**
+   * Which backend a client's packet of this tuple goes to, and why: the
+   * service it is for, a tracked flow holding it, the client's persistence
+   * template, the scheduler's choice (Maglev/sh/hook-table slot). Reads the
+   * data plane's flow table and configuration and changes nothing. IPv4;
+   * throws ValidationError on a malformed tuple.
+   */
+  explain(flow: FlowTuple): FlowExplanation {
+    this.#assertOpen();
+    const tuple = validateFlowTuple(flow);
+    const facts = this.#engine!.explainFlow({
+      protocol: tuple.proto === 'udp' ? 17 : 6,
+      src: ipv4ToNumber(tuple.src),
+      sport: tuple.sport,
+      dst: ipv4ToNumber(tuple.dst),
+      dport: tuple.dport,
+    });
+    const name = `${tuple.dst}:${tuple.dport}/${tuple.proto}`;
+    const record = this.#committed.services.find((s) => s.handle.name === name);
+    const backends: ExplainContext['backends'] = new Map();
+    for (const service of this.#committed.services) {
+      for (const b of service.backends) {
+        backends.set(b.id, {
+          address: b.options.address,
+          port: b.options.port,
+          state: this.#isUp(b.id, service) ? 'up' : 'down',
+          weight: this.#effectiveWeightOf(b, service),
+          serviceName: service.handle.name,
+        });
+      }
+    }
+    const flows = this.#options.flows;
+    return composeExplanation(tuple, facts, {
+      service:
+        record && facts.serviceIndex >= 0
+          ? {
+              name,
+              scheduler: schedulerName(record.options.scheduler),
+              onBackendRemoved: record.options.onBackendRemoved,
+              allBackendsDown: record.options.allBackendsDown,
+              persistenceTimeoutMs: record.options.persistenceTimeoutMs ?? 0,
+            }
+          : null,
+      backends,
+      schedulable: record ? this.#schedulingBackends(record).filter((b) => b.up && b.weight > 0).length : 0,
+      timeoutFor: (state) => timeoutForState(state, flows),
+    });
+  }
+
+  /**
+   * What a change would do before it is made: the share of new flows that
+   * would go to another backend (Maglev: its lookup-table slots compared,
+   * exact; sh: sampled; rr/wrr/lc/wlc: each backend's share by weight), the
+   * tracked flows a removal would end, and each backend's share before and
+   * after. An added backend is counted as up (as it is once its health
+   * checks pass). Nothing is applied. A SchedulerHook's next table is its
+   * own code's to compute: EUNSUPPORTED.
+   */
+  whatIf(change: WhatIfChange): WhatIfResult {
+    this.#assertOpen();
+    if (typeof change !== 'object' || change === null) {
+      throw new ValidationError('EINVAL_TYPE', 'whatIf(change): change must be { service, add } | { service, remove } | { service, backend, weight }', { path: 'change' });
+    }
+    const wanted = change.service;
+    const record = this.#committed.services.find((s) => s.handle === wanted || s.handle.name === wanted);
+    if (!record) {
+      throw new ValidationError('EINVAL_REFERENCE', `service must be a Service of this balancer or its name ('198.18.0.100:80/tcp'), got ${String(wanted)}`, { path: 'service' });
+    }
+    const scheduler = record.options.scheduler;
+    if (typeof scheduler !== 'string') {
+      throw new ValidationError('EUNSUPPORTED', `whatIf: service ${record.handle.name} uses the scheduler hook "${scheduler.name}", whose next table only its own code computes; call its table() with the changed list and compare`, { path: 'service' });
+    }
+    const before = this.#schedulingBackends(record);
+    const find = (target: Backend | BackendRef, path: string) => {
+      const port = target.port ?? record.options.port;
+      const index = before.findIndex((b) => b.address === target.address && b.port === port);
+      if (index < 0) throw new ValidationError('EINVAL_REFERENCE', `${path}: ${target.address}:${port} is not a backend of ${record.handle.name}`, { path });
+      return index;
+    };
+    let after: SchedulingBackend[];
+    let removed: SchedulingBackend[] = [];
+    if ('add' in change) {
+      const added = validateBackendOptions(change.add, record.options.port, 'add');
+      if (before.some((b) => b.address === added.address && b.port === added.port)) {
+        throw new ValidationError('EDUPLICATE', `backend ${added.address}:${added.port} is in service ${record.handle.name} already`, { path: 'add.address' });
+      }
+      after = [...before, { address: added.address, port: added.port, weight: added.weight, up: true, activeFlows: 0 }];
+    } else if ('remove' in change) {
+      const index = find(change.remove, 'remove');
+      removed = [before[index]!];
+      after = before.filter((_, i) => i !== index);
+    } else if ('backend' in change && 'weight' in change) {
+      const index = find(change.backend, 'backend');
+      const weight = validateWeight(change.weight);
+      after = before.map((b, i) => (i === index ? { ...b, weight } : b));
+    } else {
+      throw new ValidationError('EINVAL_TYPE', 'whatIf(change): change must have add, remove, or backend and weight', { path: 'change' });
+    }
+    const native = (list: SchedulingBackend[]) => list.map((b) => ({ address: ipv4ToNumber(b.address), port: b.port, weight: b.weight, up: b.up }));
+    const comparison = scheduler === 'maglev' || scheduler === 'sh' ? this.#binding.compareSchedulers(scheduler, native(before), native(after)) : null;
+    return whatIfResult(record.handle.name, scheduler, before, after, removed, comparison);
+  }
+
+  /** A service's backends as its scheduler sees them now (weights in force, health, fail-open). */
+  #schedulingBackends(service: ServiceRecord): SchedulingBackend[] {
+    const list = service.backends.map((b) => ({
+      address: b.options.address,
+      port: b.options.port,
+      weight: this.#effectiveWeightOf(b, service),
+      up: this.#isUp(b.id, service),
+      activeFlows: this.#reader!.activeFlows(b.slot),
+    }));
+    const failOpen = service.options.allBackendsDown === 'fail-open' && list.length > 0 && !list.some((b) => b.up);
+    return failOpen ? list.map((b) => ({ ...b, up: true })) : list;
   }
 
   /**
@@ -475,7 +622,7 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
     for (const service of previous.services) {
       for (const backend of service.backends) {
         if (nextBackends.has(backend.id)) continue;
-        this.#retireBackend(backend);
+        this.#retireBackend(backend, service);
       }
     }
     for (const { backend, service } of nextBackends.values()) {
@@ -494,7 +641,7 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
     this.#updateServiceStates();
   }
 
-  #retireBackend(backend: BackendRecord): void {
+  #retireBackend(backend: BackendRecord, service: ServiceRecord): void {
     const runtime = this.#runtime.get(backend.id);
     if (runtime) {
       if (runtime.slowStart?.timer) clearTimeout(runtime.slowStart.timer);
@@ -503,6 +650,10 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
     }
     this.#baselines.delete(backend.id);
     this.#slots.release(backend.slot);
+    if (this.#flowRings.length > 0) {
+      this.#retired.set(backend.id, { address: backend.options.address, port: backend.options.port, service: service.handle.name });
+      if (this.#retired.size > retiredBackendsKept) this.#retired.delete(this.#retired.keys().next().value!);
+    }
   }
 
   #startBackend(backend: BackendRecord, service: ServiceRecord): void {
@@ -737,9 +888,44 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
       lost += ring.takeLost();
     }
     if (lost > 0) this.emit('dataplane', { kind: 'events-lost', worker: -1, count: lost, detail: 0 });
+    const listening = this.listenerCount('flow') > 0;
+    for (const ring of this.#flowRings) {
+      for (const record of ring.drain()) {
+        this.#flowEventsDelivered += 1;
+        if (listening) this.emit('flow', this.#flowEvent(record));
+      }
+    }
     if (probe && this.#lastCompile && this.#lastCompile.unresolved.length > 0) {
       this.#driver.requestResolution(this.#lastCompile.unresolved);
     }
+  }
+
+  #flowEvent(record: FlowEventRecord): FlowEvent {
+    const protocol = record.protocol === 17 ? 'udp' : 'tcp';
+    const vip = numberToIpv4(record.dst);
+    const serviceName = `${vip}:${record.dport}/${protocol}`;
+    let backend: (BackendRef & { service: string }) | undefined = this.#retired.get(record.backendId);
+    for (const service of this.#committed.services) {
+      const found = service.backends.find((b) => b.id === record.backendId);
+      if (found) backend = { address: found.options.address, port: found.options.port, service: service.handle.name };
+    }
+    const ended = record.kind === 'ended';
+    return {
+      type: record.kind,
+      service: backend?.service ?? (this.#committed.services.some((s) => s.handle.name === serviceName) ? serviceName : null),
+      backend: backend ? { address: backend.address, port: backend.port } : null,
+      protocol,
+      client: { address: numberToIpv4(record.src), port: record.sport },
+      vip: { address: vip, port: record.dport },
+      worker: record.worker,
+      timeNs: record.timeNs,
+      reason: ended ? (flowEndReasons[record.reason] ?? 'removed') : null,
+      durationMs: record.durationMs,
+      inPackets: record.inPackets,
+      inBytes: record.inBytes,
+      outPackets: record.outPackets,
+      outBytes: record.outBytes,
+    };
   }
 
   // ---- statistics ----------------------------------------------------------------------
@@ -747,11 +933,11 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
   #backendCounters(backend: BackendRecord): BackendCounterValues {
     const now = this.#reader!.backend(backend.slot);
     const base = this.#baselines.get(backend.id) ?? this.#draft?.baselines.get(backend.id) ?? zeroCounters;
-    return {
-      packets: now.packets - base.packets,
-      bytes: now.bytes - base.bytes,
-      flowsCreated: now.flowsCreated - base.flowsCreated,
-    };
+    const c = zeroBackendCounters();
+    for (const name of backendCounterNames) c[name] = now[name] - (base[name] ?? 0);
+    c.packets = c.inPackets + c.outPackets;
+    c.bytes = c.inBytes + c.outBytes;
+    return c;
   }
 
   #serviceStats(service: ServiceRecord): ServiceStats {
@@ -767,11 +953,16 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
         nextHopResolved: this.#lastCompile?.resolved.has(b.id) ?? false,
         packets: c.packets,
         bytes: c.bytes,
+        inPackets: c.inPackets,
+        outPackets: c.outPackets,
+        inBytes: c.inBytes,
+        outBytes: c.outBytes,
         activeFlows: this.#reader!.activeFlows(b.slot),
         totalFlows: c.flowsCreated,
       };
     });
-    const sum = (key: 'packets' | 'bytes' | 'activeFlows' | 'totalFlows') => backends.reduce((n, b) => n + b[key], 0);
+    const sum = (key: 'packets' | 'bytes' | 'inPackets' | 'outPackets' | 'inBytes' | 'outBytes' | 'activeFlows' | 'totalFlows') =>
+      backends.reduce((n, b) => n + b[key], 0);
     return {
       address: service.options.address,
       port: service.options.port,
@@ -781,6 +972,10 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
       state: backends.some((b) => b.state === 'up') ? 'up' : 'down',
       packets: sum('packets'),
       bytes: sum('bytes'),
+      inPackets: sum('inPackets'),
+      outPackets: sum('outPackets'),
+      inBytes: sum('inBytes'),
+      outBytes: sum('outBytes'),
       activeFlows: sum('activeFlows'),
       totalFlows: sum('totalFlows'),
       backends,

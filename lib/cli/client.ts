@@ -1,9 +1,11 @@
 // The commands that talk to a running instance through its control socket:
-// status, stats (--rate) and reload.
+// status, stats (--rate), reload and trace.
 import type { LoadBalancerRates, LoadBalancerStats } from '../config/types.js';
+import { validateFlowTuple } from '../insight/explain.js';
+import type { FlowExplanation, FlowTuple } from '../insight/types.js';
 import { controlRequest } from './control.js';
 import { ExitCode } from './exit-codes.js';
-import { formatRates, formatStats, formatStatus } from './format.js';
+import { formatExplanation, formatRates, formatStats, formatStatus } from './format.js';
 import type { CliIo } from './io.js';
 import type { ReloadOutcome, StatusResult } from './runner.js';
 
@@ -51,5 +53,15 @@ export async function reloadCommand(options: ClientOptions, io: CliIo): Promise<
     const summary = outcome.operations.length === 0 ? 'no changes' : `${outcome.operations.length} change${outcome.operations.length === 1 ? '' : 's'} applied (generation ${outcome.generation})`;
     io.stdout([`reloaded ${outcome.file}: ${summary}`, ...outcome.operations.map((line) => `  ${line}`)].join('\n') + '\n');
   }
+  return ExitCode.success;
+}
+
+/** `l4lb trace`: lb.explain() of the running instance for one tuple. */
+export async function traceCommand(options: ClientOptions & { flow: FlowTuple }, io: CliIo): Promise<number> {
+  // Checked here too, so that a bad address is a usage error (status 2) before any request.
+  const flow = validateFlowTuple(options.flow);
+  const explanation = (await controlRequest(options.socket, { command: 'explain', flow })) as FlowExplanation;
+  if (options.json) json(io, explanation);
+  else io.stdout(formatExplanation(explanation));
   return ExitCode.success;
 }

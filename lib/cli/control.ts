@@ -2,6 +2,7 @@
 // a directory created 0700; no TCP listener) speaking newline-delimited
 // JSON. One request per line, one response per line, in order:
 //   -> {"command":"status"} | {"command":"stats"} | {"command":"rates","windowMs":10000} | {"command":"reload"}
+//      | {"command":"explain","flow":{"src":"198.18.0.10","sport":40000,"dst":"198.18.0.100","dport":80,"proto":"tcp"}}
 //   <- {"ok":true,"result":...} | {"ok":false,"error":{"name":"ConfigFileError","code":"...","message":"..."}}
 // Whoever can open the socket controls the balancer: the file mode is the
 // access control, so the socket never exists with a wider mode.
@@ -14,6 +15,8 @@ import { L4lbError } from '../errors.js';
 export interface ControlRequest {
   command: string;
   windowMs?: number;
+  /** explain: the tuple (lb.explain's argument). */
+  flow?: unknown;
 }
 
 export type ControlHandler = (request: ControlRequest) => Promise<unknown> | unknown;
@@ -122,7 +125,7 @@ function serve(socket: Socket, handler: ControlHandler): void {
 
 async function answer(line: string, handler: ControlHandler): Promise<unknown> {
   try {
-    let request: { command?: unknown; windowMs?: unknown };
+    let request: { command?: unknown; windowMs?: unknown; flow?: unknown };
     try {
       request = JSON.parse(line) as typeof request;
     } catch {
@@ -130,7 +133,14 @@ async function answer(line: string, handler: ControlHandler): Promise<unknown> {
     }
     if (typeof request?.command !== 'string') throw new ControlError('EINVAL_REQUEST', 'a request needs a "command" string');
     const windowMs = typeof request.windowMs === 'number' ? request.windowMs : undefined;
-    return { ok: true, result: await handler({ command: request.command, ...(windowMs !== undefined ? { windowMs } : {}) }) };
+    return {
+      ok: true,
+      result: await handler({
+        command: request.command,
+        ...(windowMs !== undefined ? { windowMs } : {}),
+        ...(request.flow !== undefined ? { flow: request.flow } : {}),
+      }),
+    };
   } catch (error) {
     const e = error as Partial<L4lbError>;
     return { ok: false, error: { name: e.name ?? 'Error', code: e.code ?? 'EINTERNAL', message: e.message ?? String(error) } };

@@ -1,9 +1,10 @@
 // Tables in the style of `ipvsadm -L -n` (status), `--stats` and `--rate`:
 // one line per service, one indented `->` line per backend, columns aligned
 // the way ipvsadm aligns them (a 33-character address column, numbers
-// right-aligned in 8). Packets and bytes count both directions of a flow
-// (ipvsadm splits In and Out; the data plane counts them together).
+// right-aligned in 8). `stats` splits packets and bytes into In (client ->
+// backend) and Out (replies through the balancer) as ipvsadm --stats does.
 import type { BackendStats, LoadBalancerRates, LoadBalancerStats, Method, ServiceStats } from '../config/types.js';
+import type { FlowExplanation } from '../insight/types.js';
 import type { InstanceInfo } from './runner.js';
 
 // ipvsadm's names for the forwarding methods, and ours for the ones it lacks.
@@ -104,14 +105,19 @@ export function formatStatus(stats: LoadBalancerStats & { services: StatusServic
  */
 export function formatStats(stats: LoadBalancerStats, style: NumberStyle = {}): string {
   const lines = [
-    `${'Prot LocalAddress:Port'.padEnd(33)}${['Conns', 'Packets', 'Bytes'].map((h) => ` ${h.padStart(8)}`).join('')}`,
+    `${'Prot LocalAddress:Port'.padEnd(33)}${['Conns', 'InPkts', 'OutPkts', 'InBytes', 'OutBytes'].map((h) => ` ${h.padStart(8)}`).join('')}`,
     '  -> RemoteAddress:Port',
   ];
+  const columns = (c: Pick<ServiceStats, 'totalFlows' | 'inPackets' | 'outPackets' | 'inBytes' | 'outBytes'>) => [
+    c.totalFlows,
+    c.inPackets,
+    c.outPackets,
+    c.inBytes,
+    c.outBytes,
+  ];
   for (const service of stats.services) {
-    lines.push(`${serviceColumn(service.protocol, service.address, service.port)}${numbers([service.totalFlows, service.packets, service.bytes], style)}`);
-    for (const backend of service.backends) {
-      lines.push(`${backendColumn(backend)}${numbers([backend.totalFlows, backend.packets, backend.bytes], style)}`);
-    }
+    lines.push(`${serviceColumn(service.protocol, service.address, service.port)}${numbers(columns(service), style)}`);
+    for (const backend of service.backends) lines.push(`${backendColumn(backend)}${numbers(columns(backend), style)}`);
   }
   if (stats.interfaces.length > 0) {
     const headings = ['RxPkts', 'RxBytes', 'TxPkts', 'TxBytes', 'TxDrop', 'KernDrop'];
@@ -147,5 +153,31 @@ export function formatRates(rates: LoadBalancerRates, style: NumberStyle = {}): 
     `Received: ${rate(rates.packetsPerSec, style)} packets/s, ${rate(rates.bytesPerSec, style)} bytes/s`,
     dropsLine(rates.dropsPerSec, 'Drops/s', style, rate),
   );
+  return lines.join('\n') + '\n';
+}
+
+/** `l4lb trace`: where a tuple goes and why, one fact a line. */
+export function formatExplanation(e: FlowExplanation): string {
+  const address = (b: { address: string; port: number } | null) => (b ? `${b.address}:${b.port}` : 'none');
+  const lines = [
+    `${e.flow.proto.toUpperCase()} ${e.flow.src}:${e.flow.sport} -> ${e.flow.dst}:${e.flow.dport}`,
+    `Service:     ${e.service ?? 'none'}`,
+    `Backend:     ${e.backend ? `${address(e.backend)} (${e.backend.state}, weight ${e.backend.weight})` : 'none'}`,
+    `Verdict:     ${e.verdict}: ${e.reason}`,
+  ];
+  if (e.existingFlow) {
+    const f = e.existingFlow;
+    lines.push(`Flow entry:  ${address(f.backend)}, ${f.state}, idle ${f.idleMs} ms of ${f.timeoutMs} ms${f.expired ? ', expired' : ''}`);
+  }
+  if (e.persistence) {
+    const p = e.persistence;
+    lines.push(`Persistence: ${address(p.backend)}, idle ${p.idleMs} ms of ${p.timeoutMs} ms${p.expired ? ', expired' : ''}`);
+  }
+  if (e.scheduler) {
+    const s = e.scheduler;
+    const slot = s.slot !== null ? `slot ${s.slot} of ${s.tableSize}` : s.byHash ? 'fallback by hash' : 'not by hash';
+    lines.push(`Scheduler:   ${s.name}, ${slot}, ${s.backend ? address(s.backend) : 'depends on the rotation'}`);
+  }
+  lines.push(`Hash:        ${e.hash}`);
   return lines.join('\n') + '\n';
 }

@@ -122,6 +122,23 @@ ${exitCodeHelp}`,
       setExitCode(await statsCommand({ ...options, windowMs: options.window }, io));
     });
 
+  program
+    .command('trace')
+    .description('which backend a flow of the running instance gets and why: service, flow entry, persistence, scheduler slot')
+    .requiredOption('--src <address>', "the client's address")
+    .addOption(new Option('--sport <port>', "the client's port").argParser(integer(0, 65535)).makeOptionMandatory())
+    .requiredOption('--dst <address>', 'the VIP')
+    .addOption(new Option('--dport <port>', 'the service port').argParser(integer(0, 65535)).makeOptionMandatory())
+    .addOption(new Option('--proto <protocol>', 'the protocol').choices(['tcp', 'udp']).default('tcp'))
+    .addOption(socketOption())
+    .addOption(jsonOption('the explanation (lb.explain())'))
+    .addHelpText('after', `\nNothing changes in the balancer: the flow table and the scheduler are only read.\n\n${exitCodeHelp}`)
+    .action(async (options: { src: string; sport: number; dst: string; dport: number; proto: 'tcp' | 'udp'; socket: string; json?: boolean }) => {
+      const { traceCommand } = await import('./client.js');
+      const flow = { src: options.src, sport: options.sport, dst: options.dst, dport: options.dport, proto: options.proto };
+      setExitCode(await traceCommand({ socket: options.socket, ...(options.json ? { json: true } : {}), flow }, io));
+    });
+
   // ---- real servers ---------------------------------------------------------------
   const realserver = program
     .command('realserver')

@@ -3,6 +3,7 @@
 // signals here (run.ts adds them), so tests drive a Runner in their own
 // process and reach the balancer's memory ports.
 import type { LoadBalancerStats } from '../config/types.js';
+import type { FlowTuple } from '../insight/types.js';
 import { L4lbError } from '../errors.js';
 import { LoadBalancer } from '../load-balancer.js';
 import { type ConfigFile, loadConfig } from './config-file.js';
@@ -153,8 +154,10 @@ export class Runner {
         return this.balancer.rates(request.windowMs !== undefined ? { windowMs: request.windowMs } : {});
       case 'reload':
         return this.reloadFromFile();
+      case 'explain':
+        return this.balancer.explain(request.flow as FlowTuple);
       default:
-        throw new L4lbError('EUNKNOWN_COMMAND', `unknown command ${JSON.stringify(request.command)} (known: status, stats, rates, reload)`);
+        throw new L4lbError('EUNKNOWN_COMMAND', `unknown command ${JSON.stringify(request.command)} (known: status, stats, rates, reload, explain)`);
     }
   }
 

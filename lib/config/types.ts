@@ -89,6 +89,14 @@ export interface LoadBalancerOptions {
   checksums?: 'forward' | 'drop';
   /** Answer ICMP echo requests to VIPs (default true). */
   answerEcho?: boolean;
+  /**
+   * Flow events (lb.on('flow')): every flow created and ended, with its backend,
+   * packets, bytes and duration. Off by default: per-flow counting costs 40
+   * bytes per flow-table slot and two atomic adds per packet. `records`: per
+   * worker ring (default 4096, 16 to 65536); a full ring drops events and
+   * counts them (stats().flowEvents.dropped).
+   */
+  flowEvents?: boolean | { records?: number };
   /** Required with driver 'memory'. */
   memory?: MemoryDriverOptions;
   /** Tuning of driver 'af_packet'. */
@@ -243,8 +251,15 @@ export interface BackendStats {
   effectiveWeight: number;
   /** Whether the next hop toward this backend is resolved (else its packets drop as 'no-neighbour'). */
   nextHopResolved: boolean;
+  /** Both directions (inPackets + outPackets, inBytes + outBytes). */
   packets: number;
   bytes: number;
+  /** Client -> backend, as received (ipvsadm --stats InPkts, InBytes). */
+  inPackets: number;
+  inBytes: number;
+  /** Backend -> client: replies that passed the balancer (nat, fullnat; dr/tunnel replies returned through it). */
+  outPackets: number;
+  outBytes: number;
   activeFlows: number;
   totalFlows: number;
 }
@@ -259,6 +274,11 @@ export interface ServiceStats {
   state: ServiceState;
   packets: number;
   bytes: number;
+  /** Sums of the backends' In and Out counters. */
+  inPackets: number;
+  outPackets: number;
+  inBytes: number;
+  outBytes: number;
   activeFlows: number;
   totalFlows: number;
   backends: BackendStats[];
@@ -317,6 +337,8 @@ export interface LoadBalancerStats {
   interfaces: InterfaceStats[];
   /** Every worker counter summed over workers. */
   counters: Record<string, number>;
+  /** Flow events (LoadBalancerOptions.flowEvents): delivered as 'flow', and dropped because a worker's ring was full. */
+  flowEvents: { enabled: boolean; events: number; dropped: number };
 }
 
 export interface RateOptions {

@@ -76,6 +76,8 @@ export interface NormalizedOptions {
   hashKey: Uint8Array | undefined;
   checksums: 'forward' | 'drop';
   answerEcho: boolean;
+  /** Records per worker flow-event ring; 0: no flow events. */
+  flowEventRecords: number;
   memory: NormalizedMemory | undefined;
 }
 
@@ -160,6 +162,7 @@ export const defaults = {
   maxBackends: 4096,
   mtu: 1500,
   ringFrames: 256,
+  flowEventRecords: 4096,
   protocol: 'tcp' as Protocol,
   method: 'nat' as Method,
   scheduler: 'wrr' as BuiltinScheduler,
@@ -301,6 +304,7 @@ const optionKeys = [
   'hashKey',
   'checksums',
   'answerEcho',
+  'flowEvents',
   'memory',
   'afPacket',
   'afXdp',
@@ -377,6 +381,15 @@ export function validateLoadBalancerOptions(input: LoadBalancerOptions | unknown
   }
   const checksums = oneOf(o.checksums, join(base, 'checksums'), ['forward', 'drop'] as const, 'forward');
   const answerEcho = boolean(o.answerEcho, join(base, 'answerEcho'), true);
+  let flowEventRecords = 0;
+  if (o.flowEvents === true) flowEventRecords = defaults.flowEventRecords;
+  else if (typeof o.flowEvents === 'object' && o.flowEvents !== null) {
+    const f = object(o.flowEvents, join(base, 'flowEvents'));
+    knownKeys(f, ['records'], join(base, 'flowEvents'), 'flowEvents');
+    flowEventRecords = optionalInteger(f.records, join(base, 'flowEvents.records'), 16, 65536, defaults.flowEventRecords);
+  } else if (o.flowEvents !== undefined && o.flowEvents !== false) {
+    fail('EINVAL_TYPE', join(base, 'flowEvents'), 'must be a boolean or { records }', o.flowEvents);
+  }
 
   const afPacketPath = join(base, 'afPacket');
   let afPacket: NormalizedAfPacket | undefined;
@@ -414,6 +427,7 @@ export function validateLoadBalancerOptions(input: LoadBalancerOptions | unknown
     hashKey,
     checksums,
     answerEcho,
+    flowEventRecords,
     memory,
     afPacket,
     afXdp,

@@ -104,10 +104,45 @@ export interface NativeWorkerCounters {
 }
 
 export interface NativeBackendCounters {
+  /** Both directions. */
   packets: number;
   bytes: number;
+  inPackets: number;
+  inBytes: number;
+  outPackets: number;
+  outBytes: number;
   flowsCreated: number;
   activeFlows: number;
+}
+
+/** The facts of Engine::explain for one tuple (native/engine/engine.h FlowExplanation), backends by id. */
+export interface NativeFlowFacts {
+  configured: boolean;
+  hash: bigint;
+  /** Index of the service in the snapshot, -1 when the tuple is for none. */
+  serviceIndex: number;
+  flow: {
+    backendId: number;
+    /** The backend is in the configuration in force. */
+    backendPresent: boolean;
+    state: string;
+    matched: 'original' | 'reply';
+    idleMs: number;
+    expired: boolean;
+    slot: number;
+    ingressPort: number;
+    replyRouteDiffers: boolean;
+  } | null;
+  persistence: { backendId: number; backendPresent: boolean; idleMs: number; timeoutMs: number; expired: boolean } | null;
+  pick: { scheduler: string; byHash: boolean; slot: number; tableSize: number; backendId: number | null } | null;
+}
+
+/** A backend as compareSchedulers builds it: address as a host-order number. */
+export interface NativeSchedulingBackend {
+  address: number;
+  port: number;
+  weight: number;
+  up: boolean;
 }
 
 /** The native engine handle (native/addon/engine_binding.cc). */
@@ -125,6 +160,8 @@ export interface NativeEngine {
   backendCounters(slots: number[]): NativeBackendCounters[];
   flowOccupancy(): { forward: number; reverse: number; templates: number };
   maglevChangedSlots(serviceIndex: number): number | null;
+  /** What the data plane would do with a client's packet of this tuple (addresses host-order numbers); changes nothing. */
+  explainFlow(tuple: { protocol: number; src: number; sport: number; dst: number; dport: number }, nowNs?: bigint): NativeFlowFacts;
   /**
    * The statistics region (counters, active flows, event rings; layout.stats)
    * as an external ArrayBuffer, the same object on every call. Detached by close().
@@ -326,6 +363,18 @@ export interface NativeBinding {
   /** Frame flag bits for inject(). */
   readonly frameFlags: { checksumPartial: number };
   readonly Engine: new (options: NativeEngineOptions) => NativeEngine;
+  /**
+   * Builds a hash-based scheduler ('maglev', 'sh', 'table') for each backend
+   * list as the engine would and returns the share of new flows that moves:
+   * Maglev slot by slot (exact), else at `samples` evenly spread hashes.
+   * null for the other kinds.
+   */
+  compareSchedulers(
+    kind: string,
+    before: NativeSchedulingBackend[],
+    after: NativeSchedulingBackend[],
+    options?: { maglevTableSize?: number; samples?: number; tableBefore?: number[]; tableAfter?: number[] },
+  ): { exact: boolean; moved: number; total: number } | null;
   /** The real server's userspace decapsulator (lib/realserver). */
   readonly Decapsulator: NativeDecapsulatorClass;
   /** The benchmark's generator, sink, MAC-only forwarder and micro kernels (bench/). */
@@ -339,7 +388,7 @@ export interface NativeBinding {
 }
 
 /** The ABI version this TypeScript code was written against. */
-export const expectedAbiVersion = 2;
+export const expectedAbiVersion = 3;
 
 const require = createRequire(import.meta.url);
 const nodeGypBuild = require('node-gyp-build') as ((dir: string) => unknown) & {

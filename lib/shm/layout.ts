@@ -26,13 +26,15 @@ export interface StatsLayout {
   block: StructLayout;
   eventRing: StructLayout;
   eventRecord: StructLayout;
+  /** shm::FlowEventRecord: one flow created or ended (flow events). */
+  flowEventRecord: StructLayout;
   /** core::WorkerCounters, fields by their exported names (rxPackets, ...). */
   workerCounters: StructLayout;
   /** WorkerCounters::drops: `count` 8-byte counters from `offset`, in the order of dropReasons(). */
   drops: { offset: number; stride: number; count: number };
   /** core::FlowCounters, fields by exported names (lookupHits, ...). */
   flowCounters: StructLayout;
-  /** core::BackendCounters: packets, bytes, flowsCreated. */
+  /** core::BackendCounters: inPackets, inBytes, outPackets, outBytes, flowsCreated. */
   backendCounters: StructLayout;
   /** The shared active-flow counts: one int32 per backend slot. */
   activeFlows: { stride: number };

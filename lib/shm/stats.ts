@@ -19,9 +19,23 @@ export interface WorkerCounterValues {
 }
 
 export interface BackendCounterValues {
+  /** Both directions. */
   packets: number;
   bytes: number;
+  /** Client -> backend, as received. */
+  inPackets: number;
+  inBytes: number;
+  /** Backend -> client: replies that passed the balancer. */
+  outPackets: number;
+  outBytes: number;
   flowsCreated: number;
+}
+
+/** The per-direction names of core::BackendCounters (packets and bytes are their sums). */
+export const backendCounterNames = ['inPackets', 'inBytes', 'outPackets', 'outBytes', 'flowsCreated'] as const;
+
+export function zeroBackendCounters(): BackendCounterValues {
+  return { packets: 0, bytes: 0, inPackets: 0, inBytes: 0, outPackets: 0, outBytes: 0, flowsCreated: 0 };
 }
 
 function field(layout: StructLayout, name: string): number {
@@ -51,7 +65,7 @@ export class StatsReader {
   private readonly backendStride: number;
   private readonly workerFields: Array<[string, number]>;
   private readonly flowFields: Array<[string, number]>;
-  private readonly backendFields: { packets: number; bytes: number; flowsCreated: number };
+  private readonly backendFields: Array<[(typeof backendCounterNames)[number], number]>;
 
   constructor(
     private readonly buffer: ArrayBuffer,
@@ -115,11 +129,7 @@ export class StatsReader {
     this.backendStride = layout.backendCounters.size;
     this.workerFields = Object.entries(layout.workerCounters.fields).map(([name, f]) => [name, f.offset]);
     this.flowFields = Object.entries(layout.flowCounters.fields).map(([name, f]) => [name, f.offset]);
-    this.backendFields = {
-      packets: field(layout.backendCounters, 'packets'),
-      bytes: field(layout.backendCounters, 'bytes'),
-      flowsCreated: field(layout.backendCounters, 'flowsCreated'),
-    };
+    this.backendFields = backendCounterNames.map((name) => [name, field(layout.backendCounters, name)]);
   }
 
   /** False once the engine is closed (the buffer is detached). */
@@ -145,14 +155,14 @@ export class StatsReader {
 
   /** A backend slot's counters, summed over the workers. */
   backend(slot: number): BackendCounterValues {
-    const out = { packets: 0, bytes: 0, flowsCreated: 0 };
+    const out = zeroBackendCounters();
     if (slot < 0 || slot >= this.backendSlots) return out;
     for (const block of this.blocks) {
       const base = block.backendCounters + slot * this.backendStride;
-      out.packets += this.load(base + this.backendFields.packets);
-      out.bytes += this.load(base + this.backendFields.bytes);
-      out.flowsCreated += this.load(base + this.backendFields.flowsCreated);
+      for (const [name, offset] of this.backendFields) out[name] += this.load(base + offset);
     }
+    out.packets = out.inPackets + out.outPackets;
+    out.bytes = out.inBytes + out.outBytes;
     return out;
   }
 
@@ -176,13 +186,14 @@ export interface DataPlaneEvent {
 }
 
 /**
- * The consumer side of one worker's event ring. The producer publishes
- * `tail` with a release store after writing a record; Atomics.load of tail
- * (sequentially consistent, so at least acquire) pairs with it. After the
- * records are read, Atomics.store of head publishes their slots back; the
- * producer's acquire load of head pairs with it.
+ * The consumer side of one ring (an event ring, or a flow-event ring) of a
+ * worker. The producer publishes `tail` with a release store after writing
+ * a record; Atomics.load of tail (sequentially consistent, so at least
+ * acquire) pairs with it. After the records are read, Atomics.store of head
+ * publishes their slots back; the producer's acquire load of head pairs
+ * with it.
  */
-export class EventRingReader {
+class RingReader<T> {
   private readonly u32: Uint32Array;
   private readonly tailIndex: number;
   private readonly headIndex: number;
@@ -190,38 +201,38 @@ export class EventRingReader {
   private readonly recordsOffset: number;
   private readonly mask: number;
   private readonly recordSize: number;
-  private readonly view: DataView;
+  protected readonly view: DataView;
   private lostSeen = 0;
 
   constructor(
     buffer: ArrayBuffer,
-    private readonly layout: StatsLayout,
-    constants: Record<string, number>,
+    layout: StatsLayout,
+    base: number,
+    magic: number,
+    version: number,
+    record: StructLayout,
     readonly worker: number,
+    private readonly decode: (view: DataView, at: number) => T,
   ) {
     const view = new DataView(buffer);
     const u32 = (at: number) => view.getUint32(at, true);
-    const r = layout.region;
-    const ringOffset = u32(field(r, 'ring_offset'));
-    const ringStride = u32(field(r, 'ring_stride'));
-    const base = ringOffset + worker * ringStride;
     const e = layout.eventRing;
-    check(base + e.size <= buffer.byteLength, `worker ${worker}'s event ring out of bounds`);
-    check(u32(base + field(e, 'magic')) === constants.eventRingMagic, `worker ${worker}'s event ring has a wrong magic number`);
-    check(view.getUint16(base + field(e, 'layout_version'), true) === constants.statsLayoutVersion, 'event ring version');
-    check(view.getUint16(base + field(e, 'header_size'), true) === e.size, 'event ring header size');
-    check(u32(base + field(e, 'record_size')) === layout.eventRecord.size, 'event record size differs');
-    check(u32(base + field(e, 'worker')) === worker, `worker ${worker}'s event ring names another worker`);
+    check(base + e.size <= buffer.byteLength, `worker ${worker}'s ring out of bounds`);
+    check(u32(base + field(e, 'magic')) === magic, `worker ${worker}'s ring has a wrong magic number`);
+    check(view.getUint16(base + field(e, 'layout_version'), true) === version, 'ring version');
+    check(view.getUint16(base + field(e, 'header_size'), true) === e.size, 'ring header size');
+    check(u32(base + field(e, 'record_size')) === record.size, 'ring record size differs');
+    check(u32(base + field(e, 'worker')) === worker, `worker ${worker}'s ring names another worker`);
     const capacity = u32(base + field(e, 'capacity'));
-    check(capacity > 0 && (capacity & (capacity - 1)) === 0, 'event ring capacity is not a power of two');
+    check(capacity > 0 && (capacity & (capacity - 1)) === 0, 'ring capacity is not a power of two');
     const ringSize = u32(base + field(e, 'ring_size'));
     this.recordsOffset = base + u32(base + field(e, 'records_offset'));
-    this.recordSize = layout.eventRecord.size;
+    this.recordSize = record.size;
     check(
       this.recordsOffset + capacity * this.recordSize <= base + ringSize && base + ringSize <= buffer.byteLength,
-      'event records out of bounds',
+      'ring records out of bounds',
     );
-    for (const name of ['tail', 'head', 'lost']) check((base + field(e, name)) % 4 === 0, `event ring ${name} misaligned`);
+    for (const name of ['tail', 'head', 'lost']) check((base + field(e, name)) % 4 === 0, `ring ${name} misaligned`);
     this.u32 = new Uint32Array(buffer, 0, Math.floor(buffer.byteLength / 4));
     this.tailIndex = (base + field(e, 'tail')) / 4;
     this.headIndex = (base + field(e, 'head')) / 4;
@@ -244,27 +255,94 @@ export class EventRingReader {
   }
 
   /** Takes every record published so far, oldest first. */
-  drain(): DataPlaneEvent[] {
+  drain(): T[] {
     const head = Atomics.load(this.u32, this.headIndex);
     const tail = Atomics.load(this.u32, this.tailIndex); // pairs with the producer's release store of tail
     const available = (tail - head) >>> 0;
-    const events: DataPlaneEvent[] = [];
-    if (available === 0 || available > this.mask + 1) return events;
-    const rec = this.layout.eventRecord;
-    const kinds = this.layout.eventKinds;
+    const records: T[] = [];
+    if (available === 0 || available > this.mask + 1) return records;
     for (let i = 0; i < available; i++) {
-      const at = this.recordsOffset + (((head + i) >>> 0) & this.mask) * this.recordSize;
-      const kind = this.view.getUint16(at + field(rec, 'kind'), true);
-      events.push({
-        kind: kinds[kind] ?? `unknown-${kind}`,
-        worker: this.view.getUint32(at + field(rec, 'worker'), true),
-        timeNs: this.view.getBigUint64(at + field(rec, 'time_ns'), true),
-        count: Number(this.view.getBigUint64(at + field(rec, 'count'), true)),
-        detail: Number(this.view.getBigUint64(at + field(rec, 'detail'), true)),
-      });
+      records.push(this.decode(this.view, this.recordsOffset + (((head + i) >>> 0) & this.mask) * this.recordSize));
     }
     // Pairs with the producer's acquire load of head: the slots are free again.
     Atomics.store(this.u32, this.headIndex, tail);
-    return events;
+    return records;
+  }
+}
+
+function regionField(buffer: ArrayBuffer, layout: StatsLayout, name: string): number {
+  return new DataView(buffer).getUint32(field(layout.region, name), true);
+}
+
+/** The data-plane signals of one worker (kinds: layout.stats.eventKinds). */
+export class EventRingReader extends RingReader<DataPlaneEvent> {
+  constructor(buffer: ArrayBuffer, layout: StatsLayout, constants: Record<string, number>, worker: number) {
+    const rec = layout.eventRecord;
+    const base = regionField(buffer, layout, 'ring_offset') + worker * regionField(buffer, layout, 'ring_stride');
+    super(buffer, layout, base, constants.eventRingMagic!, constants.statsLayoutVersion!, rec, worker, (view, at) => {
+      const kind = view.getUint16(at + field(rec, 'kind'), true);
+      return {
+        kind: layout.eventKinds[kind] ?? `unknown-${kind}`,
+        worker: view.getUint32(at + field(rec, 'worker'), true),
+        timeNs: view.getBigUint64(at + field(rec, 'time_ns'), true),
+        count: Number(view.getBigUint64(at + field(rec, 'count'), true)),
+        detail: Number(view.getBigUint64(at + field(rec, 'detail'), true)),
+      };
+    });
+  }
+}
+
+/** A flow created or ended, as the worker recorded it (shm::FlowEventRecord). */
+export interface FlowEventRecord {
+  kind: 'created' | 'ended';
+  /** core::FlowEndReason: 0 expired, 1 removed, 2 evicted. */
+  reason: number;
+  protocol: number;
+  family: number;
+  worker: number;
+  timeNs: bigint;
+  backendId: number;
+  durationMs: number;
+  /** Host-order IPv4 addresses (IPv4 flows). */
+  src: number;
+  dst: number;
+  sport: number;
+  dport: number;
+  inPackets: number;
+  inBytes: number;
+  outPackets: number;
+  outBytes: number;
+}
+
+/** The flow-event ring of one worker; undefined from forWorker() when the engine keeps none. */
+export class FlowEventRingReader extends RingReader<FlowEventRecord> {
+  static forWorker(buffer: ArrayBuffer, layout: StatsLayout, constants: Record<string, number>, worker: number): FlowEventRingReader | undefined {
+    const offset = regionField(buffer, layout, 'flow_ring_offset');
+    if (offset === 0) return undefined;
+    return new FlowEventRingReader(buffer, layout, constants, worker, offset + worker * regionField(buffer, layout, 'flow_ring_stride'));
+  }
+
+  private constructor(buffer: ArrayBuffer, layout: StatsLayout, constants: Record<string, number>, worker: number, base: number) {
+    const rec = layout.flowEventRecord;
+    const f = (name: string) => field(rec, name);
+    super(buffer, layout, base, constants.flowRingMagic!, constants.statsLayoutVersion!, rec, worker, (view, at) => ({
+      kind: view.getUint8(at + f('kind')) === 0 ? 'created' : 'ended',
+      reason: view.getUint8(at + f('reason')),
+      protocol: view.getUint8(at + f('protocol')),
+      family: view.getUint8(at + f('family')),
+      worker: view.getUint32(at + f('worker'), true),
+      timeNs: view.getBigUint64(at + f('time_ns'), true),
+      backendId: view.getUint32(at + f('backend_id'), true),
+      durationMs: view.getUint32(at + f('duration_ms'), true),
+      // Network order in the record: big-endian reads give host-order numbers.
+      src: view.getUint32(at + f('src_addr'), false),
+      dst: view.getUint32(at + f('dst_addr'), false),
+      sport: view.getUint16(at + f('src_port'), true),
+      dport: view.getUint16(at + f('dst_port'), true),
+      inPackets: Number(view.getBigUint64(at + f('packets_in'), true)),
+      inBytes: Number(view.getBigUint64(at + f('bytes_in'), true)),
+      outPackets: Number(view.getBigUint64(at + f('packets_out'), true)),
+      outBytes: Number(view.getBigUint64(at + f('bytes_out'), true)),
+    }));
   }
 }

@@ -67,8 +67,12 @@ export function createMetricsRegistry(source: StatsSource, options: MetricsOptio
     return kind === 'counter' ? new Counter(config) : new Gauge(config);
   };
 
-  perBackend('backend_packets_total', 'Packets forwarded to the backend.', 'counter', (b) => b.packets);
-  perBackend('backend_bytes_total', 'Bytes forwarded to the backend.', 'counter', (b) => b.bytes);
+  perBackend('backend_packets_total', 'Packets of the backend\'s flows, both directions.', 'counter', (b) => b.packets);
+  perBackend('backend_bytes_total', 'Bytes of the backend\'s flows, both directions.', 'counter', (b) => b.bytes);
+  perBackend('backend_in_packets_total', 'Packets from clients to the backend (ipvsadm InPkts).', 'counter', (b) => b.inPackets);
+  perBackend('backend_out_packets_total', 'Replies of the backend through the balancer (ipvsadm OutPkts).', 'counter', (b) => b.outPackets);
+  perBackend('backend_in_bytes_total', 'Bytes from clients to the backend (ipvsadm InBytes).', 'counter', (b) => b.inBytes);
+  perBackend('backend_out_bytes_total', 'Bytes of the backend\'s replies through the balancer (ipvsadm OutBytes).', 'counter', (b) => b.outBytes);
   perBackend('backend_flows_total', 'Flows scheduled to the backend.', 'counter', (b) => b.totalFlows);
   perBackend('backend_active_flows', 'Flows tracked for the backend now.', 'gauge', (b) => b.activeFlows);
   perBackend('backend_up', 'Backend health: 1 up, 0 down.', 'gauge', (b) => (b.state === 'up' ? 1 : 0));

@@ -14,7 +14,7 @@ namespace {
 
 // Bumped whenever a layout or verb exported here changes meaning; TypeScript
 // refuses to run against an addon whose version it does not know.
-constexpr uint32_t kAddonAbiVersion = 2;  // 2: statistics region, event rings
+constexpr uint32_t kAddonAbiVersion = 3;  // 2: statistics region, event rings; 3: In/Out backend counters, flow events, explain
 
 Napi::Value DropReasons(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -47,6 +47,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   frame_flags.Set("checksumPartial", Napi::Number::New(env, l4lb::core::kFrameChecksumPartial));
   exports.Set("frameFlags", frame_flags);
   exports.Set("Engine", l4lb::addon::DefineEngine(env));
+  exports.Set("compareSchedulers", Napi::Function::New(env, l4lb::addon::CompareSchedulers, "compareSchedulers"));
   exports.Set("Decapsulator", l4lb::addon::DefineDecapsulator(env));
   exports.Set("bench", l4lb::addon::DefineBench(env));
   exports.Set("netnsCookie", Napi::Function::New(env, NetnsCookie, "netnsCookie"));

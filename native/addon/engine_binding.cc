@@ -10,6 +10,7 @@
 #include <string>
 
 #include "core/drop_reason.h"
+#include "core/sched/scheduler.h"
 #include "engine/engine.h"
 #include "engine/stats_region.h"
 #include "io/driver_factory.h"
@@ -29,6 +30,31 @@ uint32_t OptionalUint32(const Napi::Object& object, const char* key, uint32_t fa
   return value.IsNumber() ? value.As<Napi::Number>().Uint32Value() : fallback;
 }
 
+// FlowState names, as TypeScript shows them.
+const char* flow_state_name(core::FlowState state) {
+  switch (state) {
+    case core::FlowState::tcp_syn_seen: return "syn-seen";
+    case core::FlowState::tcp_established: return "established";
+    case core::FlowState::tcp_fin_original: return "fin-from-client";
+    case core::FlowState::tcp_fin_reply: return "fin-from-backend";
+    case core::FlowState::tcp_closed: return "closed";
+    case core::FlowState::udp: return "udp";
+    case core::FlowState::other: return "other";
+  }
+  return "other";
+}
+
+// shm::SchedulerKind as the snapshot names it.
+const char* ShmSchedulerName(uint8_t kind) {
+  static constexpr const char* kNames[] = {"rr", "wrr", "lc", "wlc", "sh", "maglev", "table"};
+  return kind < sizeof(kNames) / sizeof(kNames[0]) ? kNames[kind] : "unknown";
+}
+
+Napi::Value BackendIdOrNull(Napi::Env env, const core::RuntimeConfig* config, uint32_t index) {
+  if (config == nullptr || index >= config->view().backends.size()) return env.Null();
+  return Napi::Number::New(env, config->view().backends[index].id);
+}
+
 class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -42,6 +68,7 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
                            InstanceMethod<&EngineHandle::BackendCounters>("backendCounters"),
                            InstanceMethod<&EngineHandle::FlowOccupancy>("flowOccupancy"),
                            InstanceMethod<&EngineHandle::MaglevChangedSlots>("maglevChangedSlots"),
+                           InstanceMethod<&EngineHandle::ExplainFlow>("explainFlow"),
                            InstanceMethod<&EngineHandle::SharedMemory>("sharedMemory"),
                            InstanceMethod<&EngineHandle::PostEvent>("postEvent"),
                            InstanceMethod<&EngineHandle::EventsDrained>("eventsDrained"),
@@ -79,6 +106,7 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
       driver.memory.capabilities.segmentation_offload = offloads.Get("segmentation").ToBoolean();
     }
     options.event_ring_records = OptionalUint32(o, "eventRecords", options.event_ring_records);
+    options.flow_event_records = OptionalUint32(o, "flowEventRecords", 0);
     if (o.Get("signalIntervalMs").IsNumber()) {
       options.signal_interval_ns =
           static_cast<uint64_t>(o.Get("signalIntervalMs").As<Napi::Number>().Uint32Value()) * 1'000'000ull;
@@ -107,9 +135,9 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
     }
     if (options.workers == 0 || options.workers > 64 || driver.interfaces == 0 || driver.interfaces > 64 ||
         options.backend_slots == 0 || options.backend_slots > 65536 || options.event_ring_records == 0 ||
-        options.event_ring_records > (1u << 16) || driver.memory.max_frame < 64 || driver.memory.max_frame > 65535 + 18) {
+        options.event_ring_records > (1u << 16) || options.flow_event_records > (1u << 16) || driver.memory.max_frame < 64 || driver.memory.max_frame > 65535 + 18) {
       CodedError(env, "EINVAL",
-                 "Engine(options): workers and ports must be 1..64, backendSlots 1..65536, eventRecords 1..65536, "
+                 "Engine(options): workers and ports must be 1..64, backendSlots 1..65536, eventRecords 1..65536, flowEventRecords 0..65536, "
                  "maxFrame 64..65553")
           .ThrowAsJavaScriptException();
       return;
@@ -321,7 +349,8 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
     return workers;
   }
 
-  // backendCounters(slots: number[]) -> [{ packets, bytes, flowsCreated, activeFlows }], summed over workers.
+  // backendCounters(slots: number[]) -> [{ packets, bytes, inPackets, inBytes, outPackets, outBytes,
+  // flowsCreated, activeFlows }], summed over workers (packets, bytes: both directions).
   Napi::Value BackendCounters(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!CheckOpen(env)) return env.Undefined();
@@ -337,16 +366,22 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
         CodedError(env, "EINVAL", "backendCounters: slot out of range").ThrowAsJavaScriptException();
         return env.Undefined();
       }
-      uint64_t packets = 0, bytes = 0, created = 0;
+      uint64_t packets_in = 0, bytes_in = 0, packets_out = 0, bytes_out = 0, created = 0;
       for (uint32_t w = 0; w < engine_->options().workers; ++w) {
         const core::BackendCounters& c = engine_->backend_counters(w, slot);
-        packets += c.packets.load(std::memory_order_relaxed);
-        bytes += c.bytes.load(std::memory_order_relaxed);
+        packets_in += c.packets_in.load(std::memory_order_relaxed);
+        bytes_in += c.bytes_in.load(std::memory_order_relaxed);
+        packets_out += c.packets_out.load(std::memory_order_relaxed);
+        bytes_out += c.bytes_out.load(std::memory_order_relaxed);
         created += c.flows_created.load(std::memory_order_relaxed);
       }
       Napi::Object o = Napi::Object::New(env);
-      o.Set("packets", Napi::Number::New(env, static_cast<double>(packets)));
-      o.Set("bytes", Napi::Number::New(env, static_cast<double>(bytes)));
+      o.Set("packets", Napi::Number::New(env, static_cast<double>(packets_in + packets_out)));
+      o.Set("bytes", Napi::Number::New(env, static_cast<double>(bytes_in + bytes_out)));
+      o.Set("inPackets", Napi::Number::New(env, static_cast<double>(packets_in)));
+      o.Set("inBytes", Napi::Number::New(env, static_cast<double>(bytes_in)));
+      o.Set("outPackets", Napi::Number::New(env, static_cast<double>(packets_out)));
+      o.Set("outBytes", Napi::Number::New(env, static_cast<double>(bytes_out)));
       o.Set("flowsCreated", Napi::Number::New(env, static_cast<double>(created)));
       o.Set("activeFlows", Napi::Number::New(env, engine_->active_flows(slot)));
       result.Set(i, o);
@@ -372,6 +407,74 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
     const uint32_t service = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Uint32Value() : 0;
     if (config == nullptr || service >= config->view().services.size()) return env.Null();
     return Napi::Number::New(env, config->maglev_changed_slots(service));
+  }
+
+  // explainFlow({ protocol, src, sport, dst, dport }[, nowNs]) -> the facts of
+  // Engine::explain for a client's packet (addresses host-order numbers);
+  // nowNs defaults to CLOCK_MONOTONIC, the threaded workers' clock.
+  Napi::Value ExplainFlow(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!CheckOpen(env)) return env.Undefined();
+    if (info.Length() < 1 || !info[0].IsObject()) {
+      CodedError(env, "EINVAL", "explainFlow(tuple[, nowNs])").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Object t = info[0].As<Napi::Object>();
+    const core::FlowKey key = core::FlowKey::ipv4(
+        static_cast<uint8_t>(OptionalUint32(t, "protocol", 6)), OptionalUint32(t, "src", 0),
+        static_cast<uint16_t>(OptionalUint32(t, "sport", 0)), OptionalUint32(t, "dst", 0),
+        static_cast<uint16_t>(OptionalUint32(t, "dport", 0)));
+    uint64_t now_ns = engine::monotonic_ns();
+    if (info.Length() > 1 && info[1].IsBigInt()) {
+      bool lossless = true;
+      now_ns = info[1].As<Napi::BigInt>().Uint64Value(&lossless);
+    }
+    engine::FlowExplanation why;
+    engine_->explain(key, now_ns, &why);
+    const core::RuntimeConfig* config = engine_->current_config();
+    const uint32_t now = static_cast<uint32_t>(why.now_ms);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("configured", Napi::Boolean::New(env, why.configured));
+    o.Set("hash", Napi::BigInt::New(env, why.hash));
+    o.Set("serviceIndex", Napi::Number::New(env, why.service_index == UINT32_MAX ? -1.0 : why.service_index));
+    if (why.tracked) {
+      Napi::Object f = Napi::Object::New(env);
+      f.Set("backendId", Napi::Number::New(env, why.flow.backend_id));
+      f.Set("backendPresent", Napi::Boolean::New(env, why.flow_backend_index != UINT32_MAX));
+      f.Set("state", Napi::String::New(env, flow_state_name(why.flow.state)));
+      f.Set("matched", Napi::String::New(env, why.flow.matched == core::FlowDirection::reply ? "reply" : "original"));
+      f.Set("idleMs", Napi::Number::New(env, static_cast<uint32_t>(now - why.flow.last_seen_ms)));
+      f.Set("expired", Napi::Boolean::New(env, why.tracked_expired));
+      f.Set("slot", Napi::Number::New(env, why.flow.handle.slot));
+      f.Set("ingressPort", Napi::Number::New(env, why.flow.ingress_port));
+      f.Set("replyRouteDiffers", Napi::Boolean::New(env, (why.flow.flags & core::kFlowFlagReplyRouteDiffers) != 0));
+      o.Set("flow", f);
+    } else {
+      o.Set("flow", env.Null());
+    }
+    if (why.persisted) {
+      Napi::Object p = Napi::Object::New(env);
+      p.Set("backendId", Napi::Number::New(env, why.persistence.backend_id));
+      p.Set("backendPresent", Napi::Boolean::New(env, why.persistence_backend_index != UINT32_MAX));
+      p.Set("idleMs", Napi::Number::New(env, static_cast<uint32_t>(now - why.persistence.last_seen_ms)));
+      p.Set("timeoutMs", Napi::Number::New(env, why.persistence.template_timeout_ms));
+      p.Set("expired", Napi::Boolean::New(env, why.persisted_expired));
+      o.Set("persistence", p);
+    } else {
+      o.Set("persistence", env.Null());
+    }
+    if (why.service_index != UINT32_MAX) {
+      Napi::Object p = Napi::Object::New(env);
+      p.Set("scheduler", Napi::String::New(env, ShmSchedulerName(why.pick.scheduler)));
+      p.Set("byHash", Napi::Boolean::New(env, why.pick.by_hash));
+      p.Set("slot", Napi::Number::New(env, why.pick.slot));
+      p.Set("tableSize", Napi::Number::New(env, why.pick.table_size));
+      p.Set("backendId", BackendIdOrNull(env, config, why.pick.backend_index));
+      o.Set("pick", p);
+    } else {
+      o.Set("pick", env.Null());
+    }
+    return o;
   }
 
   // sharedMemory() -> ArrayBuffer over the statistics region (shm/stats.h),
@@ -480,5 +583,72 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
 }  // namespace
 
 Napi::Function DefineEngine(Napi::Env env) { return EngineHandle::Define(env); }
+
+namespace {
+
+bool ReadSpecs(Napi::Value value, std::vector<core::sched::BackendSpec>* specs) {
+  if (!value.IsArray()) return false;
+  Napi::Array list = value.As<Napi::Array>();
+  for (uint32_t i = 0; i < list.Length(); ++i) {
+    if (!list.Get(i).IsObject()) return false;
+    Napi::Object b = list.Get(i).As<Napi::Object>();
+    core::sched::BackendSpec spec;
+    spec.weight = OptionalUint32(b, "weight", 1);
+    spec.usable = b.Get("up").ToBoolean();
+    spec.identity = core::backend_identity_of(OptionalUint32(b, "address", 0), static_cast<uint16_t>(OptionalUint32(b, "port", 0)));
+    specs->push_back(spec);
+  }
+  return true;
+}
+
+bool ReadTable(Napi::Object options, const char* key, std::vector<uint32_t>* table) {
+  Napi::Value value = options.Get(key);
+  if (value.IsUndefined()) return true;
+  if (!value.IsArray()) return false;
+  Napi::Array list = value.As<Napi::Array>();
+  for (uint32_t i = 0; i < list.Length(); ++i) table->push_back(list.Get(i).As<Napi::Number>().Uint32Value());
+  return true;
+}
+
+}  // namespace
+
+// compareSchedulers(kind, before, after, { maglevTableSize, samples, tableBefore, tableAfter })
+//   -> { exact, moved, total } | null (kind not hash based)
+// Backends are { address (host order), port, weight, up }; both lists are
+// built as the engine builds a service's scheduler, and compared by identity.
+Napi::Value CompareSchedulers(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  namespace sched = core::sched;
+  std::vector<sched::BackendSpec> before, after;
+  std::vector<uint32_t> table_before, table_after;
+  Napi::Object options = info.Length() > 3 && info[3].IsObject() ? info[3].As<Napi::Object>() : Napi::Object::New(env);
+  sched::SchedulerKind kind;
+  if (info.Length() < 3 || !info[0].IsString() ||
+      !sched::scheduler_kind_from_name(info[0].As<Napi::String>().Utf8Value(), &kind) || !ReadSpecs(info[1], &before) ||
+      !ReadSpecs(info[2], &after) || !ReadTable(options, "tableBefore", &table_before) ||
+      !ReadTable(options, "tableAfter", &table_after)) {
+    CodedError(env, "EINVAL", "compareSchedulers(kind, before, after[, options])").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if (!sched::hash_based(kind)) return env.Null();
+  sched::SchedulerOptions build;
+  build.maglev_table_size = OptionalUint32(options, "maglevTableSize", build.maglev_table_size);
+  sched::BuildError error;
+  build.lookup_table = table_before;
+  std::unique_ptr<sched::Scheduler> a = sched::build_scheduler(kind, before, build, &error);
+  build.lookup_table = table_after;
+  std::unique_ptr<sched::Scheduler> b = a ? sched::build_scheduler(kind, after, build, &error) : nullptr;
+  if (!a || !b) {
+    CodedError(env, error.code.c_str(), error.message).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  sched::SchedulerComparison comparison;
+  sched::compare_schedulers(*a, *b, OptionalUint32(options, "samples", 65536), &comparison);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("exact", Napi::Boolean::New(env, comparison.exact));
+  o.Set("moved", Napi::Number::New(env, static_cast<double>(comparison.moved)));
+  o.Set("total", Napi::Number::New(env, static_cast<double>(comparison.total)));
+  return o;
+}
 
 }  // namespace l4lb::addon

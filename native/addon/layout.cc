@@ -63,6 +63,11 @@ Napi::Object ExportStatsLayout(Napi::Env env) {
   }
   {
     Napi::Object fields = Napi::Object::New(env);
+    L4LB_FLOW_EVENT_RECORD_FIELDS(L4LB_EXPORT_FIELD)
+    stats.Set("flowEventRecord", Struct<shm::FlowEventRecord>(env, fields));
+  }
+  {
+    Napi::Object fields = Napi::Object::New(env);
 #define L4LB_EXPORT_WORKER_COUNTER(field, name) L4LB_EXPORT_NAMED_COUNTER(core::WorkerCounters, field, name)
     L4LB_WORKER_COUNTERS(L4LB_EXPORT_WORKER_COUNTER)
 #undef L4LB_EXPORT_WORKER_COUNTER

@@ -58,12 +58,31 @@ struct alignas(64) WorkerCounters {
 };
 
 // Per backend, per worker (indexed by the backend id's slot): what stats()
-// reports per backend. Active flows are kept apart, shared by all workers
-// (they end on whichever worker expires them).
+// reports per backend, split by direction as ipvsadm --stats shows it: In is
+// client -> backend (as received), Out is backend -> client (replies that
+// pass the balancer: nat and fullnat, and dr/tunnel replies returned through
+// it). Active flows are kept apart, shared by all workers (they end on
+// whichever worker expires them).
 struct BackendCounters {
-  std::atomic<uint64_t> packets{0};
-  std::atomic<uint64_t> bytes{0};
+  std::atomic<uint64_t> packets_in{0};
+  std::atomic<uint64_t> bytes_in{0};
+  std::atomic<uint64_t> packets_out{0};
+  std::atomic<uint64_t> bytes_out{0};
   std::atomic<uint64_t> flows_created{0};
+};
+
+// Per flow, for flow events (opt-in): indexed by the flow's forward slot in
+// the flow table, and moved with it. Several workers add to one flow (its
+// replies arrive on any worker), so the adds are atomic read-modify-writes
+// (relaxed: counts order nothing). An add that races a move of the entry
+// to another slot may be lost: the counts are exact for flows that are not
+// moved while packets of theirs are in flight, which is nearly all.
+struct FlowAccount {
+  std::atomic<uint64_t> created_ms{0};  // low 32 bits: the flow's first packet
+  std::atomic<uint64_t> packets_in{0};
+  std::atomic<uint64_t> bytes_in{0};
+  std::atomic<uint64_t> packets_out{0};
+  std::atomic<uint64_t> bytes_out{0};
 };
 
 }  // namespace l4lb::core

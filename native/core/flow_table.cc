@@ -893,7 +893,7 @@ void FlowTable::free_tail(uint32_t head_slot, uint64_t head_control) {
   tail.store(empty_control(version_of(tail.load(std::memory_order_relaxed)) + 1), std::memory_order_release);
 }
 
-bool FlowTable::delete_entry(uint32_t slot, uint64_t expected_control) {
+bool FlowTable::delete_entry(uint32_t slot, uint64_t expected_control, FlowEndReason reason) {
   const Kind kind = kind_of(expected_control);
   // Read what the deletion needs before the CAS: once the slot is EMPTY a new
   // claimant may overwrite it. A successful CAS proves these reads belong to
@@ -902,6 +902,15 @@ bool FlowTable::delete_entry(uint32_t slot, uint64_t expected_control) {
   // reverse entry an orphan for the sweep.
   const uint64_t mutable_bits = word(slot, kP2).load(std::memory_order_relaxed);
   const uint32_t backend = is_forward(kind) ? backend_of(slot, expected_control) : 0;
+  FlowNotice notice;
+  const bool noticed = events_.flow_ended != nullptr && is_forward(kind);
+  if (noticed) {
+    notice.slot = slot;
+    notice.backend_id = backend;
+    notice.last_seen_ms = low32(mutable_bits);
+    notice.reason = reason;
+    decode_key(slot, expected_control, &notice.key);
+  }
   uint64_t expected = expected_control;
   // acq_rel: the release half orders the reads above before the slot is handed
   // to the next claimant (whose claim CAS acquires it); the acquire half pairs
@@ -923,6 +932,7 @@ bool FlowTable::delete_entry(uint32_t slot, uint64_t expected_control) {
     }
   }
   if (events_.flow_removed) events_.flow_removed(events_.context, backend);
+  if (noticed) events_.flow_ended(events_.context, notice);
   return true;
 }
 
@@ -973,11 +983,11 @@ bool FlowTable::evict_one(const Probe& probe, uint32_t now, FlowCounters& counte
     }
   }
   if (half_open.slot != kNoSlot) {
-    if (delete_entry(half_open.slot, half_open.control)) FlowCounters::bump(counters.evictions_half_open);
+    if (delete_entry(half_open.slot, half_open.control, FlowEndReason::evicted)) FlowCounters::bump(counters.evictions_half_open);
     return true;  // freed room, or the victim changed: either way, look again
   }
   if (expired.slot != kNoSlot) {
-    if (delete_entry(expired.slot, expired.control)) FlowCounters::bump(counters.evictions_expired);
+    if (delete_entry(expired.slot, expired.control, FlowEndReason::evicted)) FlowCounters::bump(counters.evictions_expired);
     return true;
   }
   return false;
@@ -1263,6 +1273,7 @@ bool FlowTable::move_entry(uint32_t slot, uint64_t control_seen, uint32_t to_buc
   // Publish (release pairs with readers' acquire), then close the window.
   word(dest.slot, kControl).store(with_state(with_version(control, dest.version), kLive), std::memory_order_release);
   moves.fetch_add(1, std::memory_order_release);
+  if (is_forward(kind) && events_.flow_moved) events_.flow_moved(events_.context, slot, dest.slot);
   FlowCounters::bump(counters.moves);
   unlock_stripes(locks, held);
   return true;
@@ -1555,7 +1566,7 @@ FlowInsertResult FlowTable::place(const FlowKey* keys, const KeyCode* codes, con
       uint64_t owner_control;
       if (!read_flow(owner.slot, version_of(owner.control), out, &owner_control)) continue;
       if (flow_expired(*out, timeouts_, now)) {
-        if (delete_entry(owner.slot, owner_control)) FlowCounters::bump(counters.expired);
+        if (delete_entry(owner.slot, owner_control, FlowEndReason::expired)) FlowCounters::bump(counters.expired);
         continue;
       }
       if (out->key == keys[0]) {
@@ -1630,6 +1641,15 @@ FlowInsertResult FlowTable::place(const FlowKey* keys, const KeyCode* codes, con
     // another thread can never decrement before the increment. Release pairs
     // with the acquire load of every reader of these words.
     if (!template_entry && events_.flow_added) events_.flow_added(events_.context, backend_id);
+    if (!template_entry && events_.flow_created) {
+      FlowNotice notice;
+      notice.slot = forward;
+      notice.backend_id = backend_id;
+      notice.last_seen_ms = now;
+      notice.reason = FlowEndReason::removed;
+      notice.key = keys[0];
+      events_.flow_created(events_.context, notice);
+    }
     if (count == 2) word(claims[1].slot, kControl).store(reverse_control, std::memory_order_release);
     word(forward, kControl).store(forward_control, std::memory_order_release);
     FlowCounters::bump(counters.inserts);
@@ -1716,7 +1736,7 @@ bool FlowTable::lookup(const FlowKey& key, uint64_t hash, uint64_t now_ms, FlowC
       if (!read_flow(owner.slot, version_of(owner.control), out, &owner_control)) continue;
     }
     if (flow_expired(*out, timeouts_, now)) {
-      if (delete_entry(owner.slot, owner_control)) FlowCounters::bump(counters.expired);
+      if (delete_entry(owner.slot, owner_control, FlowEndReason::expired)) FlowCounters::bump(counters.expired);
       break;
     }
     if (is_reverse(kind_of(found.control))) {
@@ -1730,6 +1750,33 @@ bool FlowTable::lookup(const FlowKey& key, uint64_t hash, uint64_t now_ms, FlowC
     return true;
   }
   FlowCounters::bump(counters.lookup_misses);
+  return false;
+}
+
+bool FlowTable::peek(const FlowKey& key, uint64_t hash, uint64_t now_ms, Flow* out, bool* expired) const {
+  const uint32_t now = static_cast<uint32_t>(now_ms);
+  const KeyCode code(key);
+  const Probe probe = probe_for(hash);
+  for (int attempt = 0; attempt < kReadRetries; ++attempt) {
+    uint32_t moves_first, moves_second;
+    move_counters(probe, &moves_first, &moves_second);
+    Found found;
+    if (!find(code, probe, &found)) {
+      if (moves_stable(probe, moves_first, moves_second)) return false;
+      continue;  // a move overlapped the scan: look again
+    }
+    if (!is_reverse(kind_of(found.control))) {
+      if (!read_found(found, key, out, nullptr)) continue;
+    } else {
+      Owner owner = found.owner;
+      if (!found.owner_known && resolve_owner(found.slot, found.control, &owner) != Resolve::ok) continue;
+      if (!read_flow(owner.slot, version_of(owner.control), out, nullptr)) continue;
+      out->matched = FlowDirection::reply;
+      out->reverse_key = key;
+    }
+    *expired = flow_expired(*out, timeouts_, now);
+    return true;
+  }
   return false;
 }
 
@@ -1789,7 +1836,7 @@ bool FlowTable::remove(const FlowHandle& handle, FlowCounters& counters) {
     if (version_of(current) != handle.version || state_of(current) != kLive || is_reverse(kind_of(current))) {
       return false;
     }
-    if (delete_entry(handle.slot, current)) {
+    if (delete_entry(handle.slot, current, FlowEndReason::removed)) {
       FlowCounters::bump(counters.removed);
       return true;
     }
@@ -1817,7 +1864,7 @@ size_t FlowTable::expire_step(uint64_t now_ms, size_t max_slots, FlowCounters& c
       if (resolve_owner(index, control, &owner) == Resolve::orphan) delete_reverse(index, control);
       continue;
     }
-    if (is_expired(index, control, now) && delete_entry(index, control)) {
+    if (is_expired(index, control, now) && delete_entry(index, control, FlowEndReason::expired)) {
       FlowCounters::bump(counters.expired);
       ++expired;
     }

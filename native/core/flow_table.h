@@ -220,14 +220,36 @@ struct alignas(64) FlowCounters {
 
 // Called for forward entries only (one per tracked flow), exactly once each,
 // on the thread whose insert published the flow (before it becomes visible)
-// or whose CAS removed it (expiry, eviction, remove). Moves call nothing.
+// or whose CAS removed it (expiry, eviction, remove). Moves call only
+// flow_moved (when set).
 // This is how the engine keeps the per-backend active-flow counts that lc/wlc
 // read: an array of std::atomic<int32_t> indexed by backend id,
 // fetch_add(+1/-1, relaxed).
+enum class FlowEndReason : uint8_t {
+  expired = 0,  // timed out (sweep, or met by a lookup or insert)
+  removed = 1,  // remove(): its backend was removed, a SYN reused a closed tuple, a template was replaced
+  evicted = 2,  // made room for a new flow (half-open, or expired and not yet swept)
+};
+
+// Optional, for flow logs, at the same moments as flow_added and
+// flow_removed: the forward entry's slot and key. flow_moved tells that a
+// forward entry moved to another slot (so a side table indexed by slot can
+// follow its flow). With these null nothing extra is read or called.
+struct FlowNotice {
+  uint32_t slot;          // the forward entry's (head) slot
+  uint32_t backend_id;
+  uint32_t last_seen_ms;  // created: now; ended: the flow's last packet
+  FlowEndReason reason;   // ended only
+  FlowKey key;            // original direction
+};
+
 struct FlowEvents {
   void* context = nullptr;
   void (*flow_added)(void* context, uint32_t backend_id) = nullptr;
   void (*flow_removed)(void* context, uint32_t backend_id) = nullptr;
+  void (*flow_created)(void* context, const FlowNotice& notice) = nullptr;
+  void (*flow_ended)(void* context, const FlowNotice& notice) = nullptr;
+  void (*flow_moved)(void* context, uint32_t from_slot, uint32_t to_slot) = nullptr;
 };
 
 struct FlowTableOptions {
@@ -379,6 +401,13 @@ class FlowTable {
   bool lookup(const FlowKey& key, uint64_t hash, uint64_t now_ms, FlowCounters& counters, Flow* out,
               bool want_reverse_key = false);
 
+  // Read-only lookup for introspection (explain, off the packet path, any
+  // thread): finds the flow or template with `key` in either direction as
+  // lookup() would, but removes nothing, counts nothing and writes no shared
+  // word. An entry that has timed out but is not yet removed is returned with
+  // *expired set (a packet would not find it).
+  bool peek(const FlowKey& key, uint64_t hash, uint64_t now_ms, Flow* out, bool* expired) const;
+
   // Creates a flow (and its reverse entry) unless the key is tracked already.
   // When both candidate buckets are full, moves entries to make room (cuckoo
   // displacement); when no move helps, makes room by evicting, in order: the
@@ -466,7 +495,7 @@ class FlowTable {
 
   // Deletion (lock-free: a CAS of the control word decides).
   void free_tail(uint32_t head_slot, uint64_t head_control);
-  bool delete_entry(uint32_t slot, uint64_t expected_control);
+  bool delete_entry(uint32_t slot, uint64_t expected_control, FlowEndReason reason);
   bool delete_reverse(uint32_t slot, uint64_t expected_control);
   bool evict_one(const Probe& probe, uint32_t now, FlowCounters& counters);
 

@@ -304,8 +304,25 @@ bool Forwarder::forward_reply_from_vip(Frame& frame, PacketInfo& info, TxQueues&
     drop(DropReason::ttl_expired);
     return true;
   }
+  if (config_->backend_index_by_id(flow.backend_id) != shm::kNone) {
+    count_for_backend(flow.backend_id, FlowDirection::reply, frame.len);
+  }
+  count_for_flow(&flow, FlowDirection::reply, frame.len);
   send_reply_on_ingress_path(frame, info, flow, tx);
   return true;
+}
+
+void Forwarder::count_for_backend(uint32_t backend_id, FlowDirection direction, uint32_t bytes) {
+  const uint32_t slot = backend_id & 0xffff;
+  if (slot >= res_.backend_slots) return;
+  BackendCounters& c = res_.backend_counters[slot];
+  if (direction == FlowDirection::original) {
+    WorkerCounters::add(c.packets_in);
+    WorkerCounters::add(c.bytes_in, bytes);
+  } else {
+    WorkerCounters::add(c.packets_out);
+    WorkerCounters::add(c.bytes_out, bytes);
+  }
 }
 
 // ---- ARP --------------------------------------------------------------------
@@ -638,7 +655,7 @@ void Forwarder::forward_to_backend(Frame& frame, PacketInfo& info, uint32_t serv
         // each is encapsulated as a packet of its own.
         const uint32_t payload =
             segment_payload_for_mtu(frame, ip_and_l4_header_len(frame.data, info), egress.mtu, overhead);
-        forward_segments_to_backend(frame, info, service_index, backend_index, payload, tx);
+        forward_segments_to_backend(frame, info, service_index, backend_index, flow, payload, tx);
         return;
       }
       const uint32_t ip_bytes = info.l3_end() - info.l3_offset;
@@ -692,16 +709,14 @@ void Forwarder::forward_to_backend(Frame& frame, PacketInfo& info, uint32_t serv
   eth.vlan = VlanAction::strip;
   rewrite_ethernet(&frame, &info, eth);
   WorkerCounters::add(res_.counters->forwarded);
-  const uint32_t slot = backend.id & 0xffff;
-  if (slot < res_.backend_slots) {
-    WorkerCounters::add(res_.backend_counters[slot].packets);
-    WorkerCounters::add(res_.backend_counters[slot].bytes, packet_bytes);
-  }
+  count_for_backend(backend.id, FlowDirection::original, packet_bytes);
+  count_for_flow(flow, FlowDirection::original, packet_bytes);
   send(frame, info, backend.egress_port, tx);
 }
 
 void Forwarder::forward_segments_to_backend(Frame& aggregate, PacketInfo& info, uint32_t service_index,
-                                            uint32_t backend_index, uint32_t payload_per_segment, TxQueues& tx) {
+                                            uint32_t backend_index, const Flow* flow, uint32_t payload_per_segment,
+                                            TxQueues& tx) {
   frame_consumed_ = true;
   Frame segments[kScratchFrames];
   uint32_t written = 0;
@@ -720,7 +735,9 @@ void Forwarder::forward_segments_to_backend(Frame& aggregate, PacketInfo& info, 
   for (uint32_t i = 0; i < written; ++i) {
     PacketInfo segment_info;
     if (!parse_frame(segments[i].data, segments[i].len, &segment_info).is_ok()) continue;  // cannot happen: built from a parsed frame
-    forward_to_backend(segments[i], segment_info, service_index, backend_index, nullptr, tx);
+    // The flow goes along for its counts only: segments are cut for tunnels,
+    // whose rewrite needs no flow.
+    forward_to_backend(segments[i], segment_info, service_index, backend_index, flow, tx);
   }
 }
 
@@ -808,14 +825,10 @@ bool Forwarder::handle_reply(Frame& frame, PacketInfo& info, TxQueues& tx) {
   if (info.dst_addr != flow.key.src_ipv4() || info.dst_port != flow.key.src_port) {
     rewrite_ipv4_destination(frame.data, &info, flow.key.src_ipv4(), flow.key.src_port);
   }
-  const uint32_t backend_index = config_->backend_index_by_id(flow.backend_id);
-  if (backend_index != shm::kNone) {
-    const uint32_t slot = flow.backend_id & 0xffff;
-    if (slot < res_.backend_slots) {
-      WorkerCounters::add(res_.backend_counters[slot].packets);
-      WorkerCounters::add(res_.backend_counters[slot].bytes, frame.len);
-    }
+  if (config_->backend_index_by_id(flow.backend_id) != shm::kNone) {
+    count_for_backend(flow.backend_id, FlowDirection::reply, frame.len);
   }
+  count_for_flow(&flow, FlowDirection::reply, frame.len);
   send_reply_on_ingress_path(frame, info, flow, tx);
   return true;
 }

@@ -109,6 +109,9 @@ struct ForwarderResources {
   const std::atomic<int32_t>* active_flows = nullptr;
   uint32_t worker_index = 0;
   uint32_t worker_count = 1;
+  // Flow events: per-flow counts by forward slot (null: not kept).
+  FlowAccount* flow_accounts = nullptr;
+  size_t flow_account_count = 0;
   // Per engine port (the snapshot's port index): what its transmit path
   // offloads. Missing entries offload nothing.
   std::vector<EgressOffloads> egress_offloads;
@@ -167,8 +170,20 @@ class Forwarder {
   void forward_to_backend(Frame& frame, PacketInfo& info, uint32_t service_index, uint32_t backend_index,
                           const Flow* flow, TxQueues& tx);
   void forward_segments_to_backend(Frame& aggregate, PacketInfo& info, uint32_t service_index, uint32_t backend_index,
-                                   uint32_t payload_per_segment, TxQueues& tx);
+                                   const Flow* flow, uint32_t payload_per_segment, TxQueues& tx);
   void send_reply_on_ingress_path(Frame& frame, PacketInfo& info, const Flow& flow, TxQueues& tx);
+  // Per-backend In (client -> backend) or Out (reply) packets and bytes.
+  void count_for_backend(uint32_t backend_id, FlowDirection direction, uint32_t bytes);
+  // The flow's own In/Out counts (flow events only).
+  void count_for_flow(const Flow* flow, FlowDirection direction, uint32_t bytes) {
+    if (res_.flow_accounts == nullptr || flow == nullptr) [[likely]] return;
+    if (flow->handle.slot >= res_.flow_account_count) return;
+    FlowAccount& account = res_.flow_accounts[flow->handle.slot];
+    std::atomic<uint64_t>& packets = direction == FlowDirection::original ? account.packets_in : account.packets_out;
+    std::atomic<uint64_t>& bytes_counter = direction == FlowDirection::original ? account.bytes_in : account.bytes_out;
+    packets.fetch_add(1, std::memory_order_relaxed);
+    bytes_counter.fetch_add(bytes, std::memory_order_relaxed);
+  }
   void end_flow_of_removed_backend(Frame& frame, PacketInfo& info, const Flow& flow, bool reset, TxQueues& tx);
   bool icmp_token();
   uint8_t* scratch_frame(uint32_t* capacity, uint32_t* headroom);

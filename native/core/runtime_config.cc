@@ -27,17 +27,17 @@ sched::SchedulerKind scheduler_kind_of(uint8_t kind) {
   return sched::SchedulerKind::rr;  // unreachable: open_snapshot checked the value
 }
 
+}  // namespace
+
 // Maglev's permutation comes from a stable identity of the backend, so that
 // every balancer (and every restart) builds the same table (NSDI'16 §3.4).
-uint64_t identity_of(const shm::SnapshotBackend& backend) {
+uint64_t backend_identity_of(uint32_t address, uint16_t port) {
   char name[32];
-  const uint32_t a = backend.address;
+  const uint32_t a = address;
   const int n = std::snprintf(name, sizeof(name), "%u.%u.%u.%u:%u", a >> 24, (a >> 16) & 0xff, (a >> 8) & 0xff,
-                              a & 0xff, backend.port);
+                              a & 0xff, port);
   return backend_identity(std::string_view(name, static_cast<size_t>(n)));
 }
-
-}  // namespace
 
 RuntimeConfig::~RuntimeConfig() = default;
 
@@ -95,7 +95,7 @@ std::unique_ptr<RuntimeConfig> RuntimeConfig::build(const uint8_t* bytes, size_t
       sched::BackendSpec spec;
       spec.weight = backend.weight;
       spec.usable = (backend.flags & shm::kBackendUp) != 0;
-      spec.identity = identity_of(backend);
+      spec.identity = backend_identity_of(backend.address, backend.port);
       const uint32_t slot = backend.id & 0xffff;
       spec.active_flows = options.active_flows != nullptr ? &options.active_flows[slot] : nullptr;
       specs.push_back(spec);
@@ -148,6 +148,22 @@ uint32_t RuntimeConfig::pick(uint32_t service_index, uint64_t flow_hash, uint32_
   const int32_t picked = schedulers_[service_index]->pick(input, pick_states_[worker][service_index]);
   if (picked == sched::kNoBackend) return kNone;
   return view_.services[service_index].backend_first + static_cast<uint32_t>(picked);
+}
+
+PickReport RuntimeConfig::explain_pick(uint32_t service_index, uint64_t flow_hash, uint32_t client_address) const {
+  sched::PickInput input;
+  input.flow_hash = flow_hash;
+  input.client_hash = siphash13_u64(client_hash_key_, client_address);
+  const sched::Scheduler& scheduler = *schedulers_[service_index];
+  const sched::PickExplanation why = scheduler.explain(input);
+  PickReport report;
+  report.scheduler = view_.services[service_index].scheduler;
+  report.by_hash = why.by_hash;
+  report.slot = why.slot;
+  report.table_size = why.table_size;
+  report.backend_index =
+      why.backend == sched::kNoBackend ? kNone : view_.services[service_index].backend_first + static_cast<uint32_t>(why.backend);
+  return report;
 }
 
 void RuntimeConfig::inherit_pick_states(const RuntimeConfig& previous, uint32_t worker) const {

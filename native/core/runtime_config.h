@@ -22,6 +22,19 @@ class Scheduler;
 struct PickState;
 }
 
+// Stable identity of a backend (Maglev's permutation, whatIf's comparisons):
+// from its address (host order) and port, the same in every process.
+uint64_t backend_identity_of(uint32_t address, uint16_t port);
+
+// What the scheduler of a service would do for a new flow (explain).
+struct PickReport {
+  uint8_t scheduler = 0;           // shm::SchedulerKind
+  bool by_hash = false;            // a function of the packet alone: slot of table_size
+  uint32_t slot = 0;
+  uint32_t table_size = 0;
+  uint32_t backend_index = 0;      // global backend index, or shm::kNone
+};
+
 struct RuntimeConfigOptions {
   uint32_t workers = 1;
   uint32_t backend_slots = 4096;        // backend ids are (generation << 16 | slot); slot < this
@@ -56,6 +69,9 @@ class RuntimeConfig {
   // flow table's keyed hash of the 5-tuple; `client_address` feeds sh.
   // Only worker `worker` may pass its index (its pick state is unshared).
   uint32_t pick(uint32_t service_index, uint64_t flow_hash, uint32_t client_address, uint32_t worker) const;
+  // What pick() would choose, without touching any worker's pick state (so
+  // any thread may ask): for rr/wrr no backend (it depends on the rotation).
+  PickReport explain_pick(uint32_t service_index, uint64_t flow_hash, uint32_t client_address) const;
 
   // Slots of each service's Maglev table that differ from the previous
   // configuration's (same service id); for stats and tests.

@@ -43,6 +43,9 @@ struct Engine::Worker {
   core::FlowCounters* flow_counters = nullptr;
   core::BackendCounters* backend_counters = nullptr;
   shm::EventRingProducer events;
+  shm::FlowRingProducer flow_events;  // attached only with flow events
+  uint64_t now_ns = 0;                // the clock of the batch or tick being run
+  bool flow_events_unsignalled = false;  // records pushed since the reader was last signalled
   uint64_t signal_reported[kSignalCount] = {};  // counter value at the last record
   uint64_t signal_time_ns[kSignalCount] = {};   // time of the last record (0 = none yet)
   std::unique_ptr<core::Forwarder> forwarder;
@@ -63,7 +66,8 @@ Engine::Engine(const EngineOptions& options, std::shared_ptr<io::Driver> driver)
   options_.workers = std::max<uint32_t>(1, options_.workers);
   options_.expiry_interval_ms = std::max<uint32_t>(1, options_.expiry_interval_ms);
   options_.expiry_pass_ms = std::max(options_.expiry_interval_ms, options_.expiry_pass_ms);
-  stats_ = StatsRegion::create(options_.workers, options_.backend_slots, options_.event_ring_records);
+  stats_ = StatsRegion::create(options_.workers, options_.backend_slots, options_.event_ring_records,
+                               options_.flow_event_records);
   active_flows_ = stats_->active_flows();
 
   core::FlowTableOptions flow_options;
@@ -73,7 +77,13 @@ Engine::Engine(const EngineOptions& options, std::shared_ptr<io::Driver> driver)
   flow_options.events.context = this;
   flow_options.events.flow_added = &Engine::on_flow_added;
   flow_options.events.flow_removed = &Engine::on_flow_removed;
+  if (options_.flow_event_records != 0) {
+    flow_options.events.flow_created = &Engine::on_flow_created;
+    flow_options.events.flow_ended = &Engine::on_flow_ended;
+    flow_options.events.flow_moved = &Engine::on_flow_moved;
+  }
   flows_ = std::make_unique<core::FlowTable>(flow_options);
+  if (options_.flow_event_records != 0) flow_accounts_ = std::make_unique<core::FlowAccount[]>(flows_->slot_count());
   const uint64_t ticks_per_pass = options_.expiry_pass_ms / options_.expiry_interval_ms;
   expiry_slice_ = std::max<uint64_t>(kMinExpirySlice, flows_->slot_count() / ticks_per_pass / options_.workers + 1);
 
@@ -84,6 +94,9 @@ Engine::Engine(const EngineOptions& options, std::shared_ptr<io::Driver> driver)
     worker->flow_counters = &stats_->flow_counters(w);
     worker->backend_counters = stats_->backend_counters(w);
     worker->events.attach(stats_->event_ring(w), stats_->event_records(w), stats_->event_capacity());
+    if (stats_->flow_event_capacity() != 0) {
+      worker->flow_events.attach(stats_->flow_ring(w), stats_->flow_records(w), stats_->flow_event_capacity());
+    }
     workers_.push_back(std::move(worker));
   }
 }
@@ -103,6 +116,8 @@ bool Engine::open_ports(io::PortError* error) {
     resources.backend_slots = options_.backend_slots;
     resources.active_flows = active_flows_;
     resources.worker_index = worker->index;
+    resources.flow_accounts = flow_accounts_.get();
+    resources.flow_account_count = flow_accounts_ ? flows_->slot_count() : 0;
     resources.worker_count = options_.workers;
     for (uint32_t p = 0; p < ports; ++p) {
       io::Port& port = driver_->port(worker->index, p);
@@ -136,6 +151,77 @@ void Engine::on_flow_removed(void* context, uint32_t backend_id) {
   engine->tracked_flows_.fetch_sub(1, std::memory_order_relaxed);
   const uint32_t slot = backend_id & 0xffff;
   if (slot < engine->options_.backend_slots) engine->active_flows_[slot].fetch_sub(1, std::memory_order_relaxed);
+}
+
+thread_local Engine::Worker* Engine::current_worker_ = nullptr;
+
+void Engine::on_flow_created(void* context, const core::FlowNotice& notice) {
+  auto* engine = static_cast<Engine*>(context);
+  if (notice.slot < engine->flows_->slot_count()) {
+    // Not yet visible to any other worker: plain relaxed stores suffice.
+    core::FlowAccount& account = engine->flow_accounts_[notice.slot];
+    account.created_ms.store(notice.last_seen_ms, std::memory_order_relaxed);
+    account.packets_in.store(0, std::memory_order_relaxed);
+    account.bytes_in.store(0, std::memory_order_relaxed);
+    account.packets_out.store(0, std::memory_order_relaxed);
+    account.bytes_out.store(0, std::memory_order_relaxed);
+  }
+  engine->push_flow_event(shm::FlowEventKind::created, notice, nullptr);
+}
+
+void Engine::on_flow_ended(void* context, const core::FlowNotice& notice) {
+  auto* engine = static_cast<Engine*>(context);
+  const core::FlowAccount* account = notice.slot < engine->flows_->slot_count() ? &engine->flow_accounts_[notice.slot] : nullptr;
+  engine->push_flow_event(shm::FlowEventKind::ended, notice, account);
+}
+
+void Engine::on_flow_moved(void* context, uint32_t from_slot, uint32_t to_slot) {
+  auto* engine = static_cast<Engine*>(context);
+  const size_t slots = engine->flows_->slot_count();
+  if (from_slot >= slots || to_slot >= slots) return;
+  core::FlowAccount& from = engine->flow_accounts_[from_slot];
+  core::FlowAccount& to = engine->flow_accounts_[to_slot];
+  to.created_ms.store(from.created_ms.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  to.packets_in.store(from.packets_in.exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);
+  to.bytes_in.store(from.bytes_in.exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);
+  to.packets_out.store(from.packets_out.exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);
+  to.bytes_out.store(from.bytes_out.exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);
+}
+
+void Engine::push_flow_event(shm::FlowEventKind kind, const core::FlowNotice& notice, const core::FlowAccount* account) {
+  Worker* worker = current_worker_;
+  if (worker == nullptr || !worker->flow_events.attached()) return;
+  shm::FlowEventRecord record{};
+  record.kind = static_cast<uint8_t>(kind);
+  record.reason = kind == shm::FlowEventKind::ended ? static_cast<uint8_t>(notice.reason) : 0;
+  record.protocol = notice.key.protocol;
+  record.family = notice.key.family;
+  record.worker = worker->index;
+  record.time_ns = worker->now_ns;
+  record.backend_id = notice.backend_id;
+  std::memcpy(record.src_addr, notice.key.src_addr, sizeof(record.src_addr));
+  std::memcpy(record.dst_addr, notice.key.dst_addr, sizeof(record.dst_addr));
+  record.src_port = notice.key.src_port;
+  record.dst_port = notice.key.dst_port;
+  if (account != nullptr) {
+    // Both stamps are low 32 bits of a worker's millisecond clock.
+    record.duration_ms = notice.last_seen_ms - static_cast<uint32_t>(account->created_ms.load(std::memory_order_relaxed));
+    record.packets_in = account->packets_in.load(std::memory_order_relaxed);
+    record.bytes_in = account->bytes_in.load(std::memory_order_relaxed);
+    record.packets_out = account->packets_out.load(std::memory_order_relaxed);
+    record.bytes_out = account->bytes_out.load(std::memory_order_relaxed);
+  }
+  // A full ring drops the record and counts it (`lost`): flow events are
+  // lossy by design, the packet path never waits for the reader. The reader
+  // is signalled after the batch (signal_flow_events): this runs inside the
+  // flow table's insert or delete, some of it under its stripe locks.
+  if (worker->flow_events.push(record)) worker->flow_events_unsignalled = true;
+}
+
+void Engine::signal_flow_events(Worker& worker) {
+  if (!worker.flow_events_unsignalled) return;
+  worker.flow_events_unsignalled = false;
+  if (events_listener_ && !events_pending_.exchange(true, std::memory_order_seq_cst)) events_listener_();
 }
 
 bool Engine::publish(const uint8_t* bytes, size_t size, std::string* error) {
@@ -194,6 +280,8 @@ void Engine::transmit(void* context, uint16_t port, core::Frame* frames, uint32_
 }
 
 uint32_t Engine::run_batch(Worker& worker, uint64_t now_ns) {
+  current_worker_ = &worker;
+  worker.now_ns = now_ns;
   const core::RuntimeConfig* config = current_.load(std::memory_order_acquire);  // pairs with publish's release
   if (config != worker.config) {
     worker.config = config;
@@ -218,6 +306,7 @@ uint32_t Engine::run_batch(Worker& worker, uint64_t now_ns) {
   if (received != 0) {
     core::WorkerCounters::add(worker.counters->batches);
     report_signals(worker, now_ns);
+    signal_flow_events(worker);
   } else {
     core::WorkerCounters::add(worker.counters->idle_polls);
   }
@@ -227,9 +316,12 @@ uint32_t Engine::run_batch(Worker& worker, uint64_t now_ns) {
 void Engine::run_timers(Worker& worker, uint64_t now_ns) {
   if (now_ns < worker.next_expiry_ns) return;
   worker.next_expiry_ns = now_ns + static_cast<uint64_t>(options_.expiry_interval_ms) * 1'000'000ull;
+  current_worker_ = &worker;
+  worker.now_ns = now_ns;
   core::WorkerCounters::add(worker.counters->expiry_ticks);
   flows_->expire_step(now_ns / 1'000'000, expiry_slice_, *worker.flow_counters);
   report_signals(worker, now_ns);
+  signal_flow_events(worker);
 }
 
 void Engine::report_signals(Worker& worker, uint64_t now_ns) {
@@ -256,6 +348,39 @@ bool Engine::push_event(Worker& worker, shm::EventKind kind, uint64_t time_ns, u
   // After the record is published (the ring's release store of its tail):
   // a reader that clears the mark and then reads the rings sees it.
   if (events_listener_ && !events_pending_.exchange(true, std::memory_order_seq_cst)) events_listener_();
+  return true;
+}
+
+bool Engine::explain(const core::FlowKey& key, uint64_t now_ns, FlowExplanation* out) const {
+  *out = FlowExplanation{};
+  const core::RuntimeConfig* config = current_.load(std::memory_order_relaxed);  // control thread: its own store
+  out->hash = flows_->hash(key);
+  out->now_ms = now_ns / 1'000'000;
+  if (config == nullptr) return false;
+  out->configured = true;
+  const core::SnapshotView& view = config->view();
+  const uint32_t dst = key.dst_ipv4();
+  const uint32_t src = key.src_ipv4();
+  bool expired = false;
+  if (flows_->peek(key, out->hash, out->now_ms, &out->flow, &expired) && out->flow.kind == core::FlowEntryKind::forward) {
+    out->tracked = true;
+    out->tracked_expired = expired;
+    out->flow_backend_index = config->backend_index_by_id(out->flow.backend_id);
+  }
+  const shm::SnapshotService* service = view.find_service(dst, key.dst_port, key.protocol);
+  if (service == nullptr) return true;
+  out->service_index = static_cast<uint32_t>(service - view.services.data());
+  if (service->flags & shm::kServicePersistent) {
+    uint8_t client[4] = {static_cast<uint8_t>(src >> 24), static_cast<uint8_t>(src >> 16), static_cast<uint8_t>(src >> 8),
+                         static_cast<uint8_t>(src)};
+    const core::FlowKey template_key = core::FlowKey::persistence_template(service->id, core::FlowKey::kIpv4, client);
+    if (flows_->peek(template_key, flows_->hash(template_key), out->now_ms, &out->persistence, &expired)) {
+      out->persisted = true;
+      out->persisted_expired = expired;
+      out->persistence_backend_index = config->backend_index_by_id(out->persistence.backend_id);
+    }
+  }
+  out->pick = config->explain_pick(out->service_index, out->hash, src);
   return true;
 }
 

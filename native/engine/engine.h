@@ -50,6 +50,25 @@ enum class Polling : uint8_t {
   adaptive,  // spin for spin_ns after traffic, then sleep until a port has frames
 };
 
+// Why a flow goes where it goes (Engine::explain): the facts the control
+// plane turns into an explanation. Backend indexes are global indexes into
+// the current configuration's backends (shm::kNone: none).
+struct FlowExplanation {
+  bool configured = false;              // a configuration is in force
+  uint64_t hash = 0;                    // the flow table's keyed hash of the tuple
+  uint64_t now_ms = 0;
+  uint32_t service_index = UINT32_MAX;  // the service the tuple is for, or UINT32_MAX
+  bool tracked = false;                 // a flow entry holds the tuple
+  bool tracked_expired = false;         // ...timed out, not yet removed: a packet starts a new flow
+  core::Flow flow{};
+  uint32_t flow_backend_index = UINT32_MAX;
+  bool persisted = false;               // the client has a persistence template for the service
+  bool persisted_expired = false;
+  core::Flow persistence{};
+  uint32_t persistence_backend_index = UINT32_MAX;
+  core::PickReport pick{};              // what the scheduler would do for a new flow
+};
+
 struct EngineOptions {
   uint32_t workers = 1;
   bool threaded = false;
@@ -72,6 +91,10 @@ struct EngineOptions {
   uint32_t backend_slots = 4096;
   uint32_t maglev_table_size = 65537;
   uint32_t event_ring_records = StatsRegion::kDefaultEventCapacity;  // per worker
+  // Flow events (opt-in): records per worker ring of flows created and
+  // ended, with per-flow counts kept by slot (40 bytes per flow-table slot).
+  // 0: no flow events, nothing counted per flow.
+  uint32_t flow_event_records = 0;
   // Minimum time between two event records of one kind from one worker:
   // a flood of drops becomes one record per interval carrying the count.
   uint64_t signal_interval_ns = 100'000'000;
@@ -131,11 +154,20 @@ class Engine {
   // start(); the listener must be cheap and thread-safe (it only signals).
   void set_events_listener(std::function<void()> listener) { events_listener_ = std::move(listener); }
   void events_drained() { events_pending_.store(false, std::memory_order_seq_cst); }
+  // Control thread (it alone frees configurations): the flow entry,
+  // persistence template and scheduler choice for an IPv4 tuple seen as a
+  // client's packet (client -> VIP), read without changing anything. False
+  // when no configuration is published yet.
+  bool explain(const core::FlowKey& key, uint64_t now_ns, FlowExplanation* out) const;
   // The configuration most recently published (control thread only).
   const core::RuntimeConfig* current_config() const { return current_.load(std::memory_order_relaxed); }
 
  private:
   struct Worker;
+  // The worker whose batch or tick runs on this thread: flow-table events are
+  // reported from inside its calls, and its rings are theirs (one producer).
+  // Null on other threads (the control thread only reads the table).
+  static thread_local Worker* current_worker_;
 
   uint32_t run_batch(Worker& worker, uint64_t now_ns);
   void run_timers(Worker& worker, uint64_t now_ns);
@@ -148,6 +180,11 @@ class Engine {
   static void transmit(void* context, uint16_t port, core::Frame* frames, uint32_t count);
   static void on_flow_added(void* context, uint32_t backend_id);
   static void on_flow_removed(void* context, uint32_t backend_id);
+  static void on_flow_created(void* context, const core::FlowNotice& notice);
+  static void on_flow_ended(void* context, const core::FlowNotice& notice);
+  static void on_flow_moved(void* context, uint32_t from_slot, uint32_t to_slot);
+  void push_flow_event(shm::FlowEventKind kind, const core::FlowNotice& notice, const core::FlowAccount* account);
+  void signal_flow_events(Worker& worker);
 
   EngineOptions options_;
   std::shared_ptr<io::Driver> driver_;
@@ -155,6 +192,8 @@ class Engine {
   std::atomic<int32_t>* active_flows_ = nullptr;  // in stats_
   std::atomic<int64_t> tracked_flows_{0};
   std::unique_ptr<core::FlowTable> flows_;
+  // Flow events: per-flow counts by forward slot (null without flow events).
+  std::unique_ptr<core::FlowAccount[]> flow_accounts_;
   std::vector<std::unique_ptr<Worker>> workers_;
   bool ports_open_ = false;
   uint64_t expiry_slice_ = 0;  // slots per worker per tick

@@ -26,7 +26,8 @@ T* at(uint8_t* base, size_t offset) {
 
 }  // namespace
 
-std::shared_ptr<StatsRegion> StatsRegion::create(uint32_t workers, uint32_t backend_slots, uint32_t event_capacity) {
+std::shared_ptr<StatsRegion> StatsRegion::create(uint32_t workers, uint32_t backend_slots, uint32_t event_capacity,
+                                                 uint32_t flow_event_capacity) {
   Geometry g;
   g.event_capacity = power_of_two_at_least(event_capacity < 2 ? 2 : event_capacity);
   g.active_flows_offset = round_up(sizeof(shm::StatsRegionHeader), kLine);
@@ -38,7 +39,14 @@ std::shared_ptr<StatsRegion> StatsRegion::create(uint32_t workers, uint32_t back
   g.ring_offset = g.block_offset + g.block_stride * workers;
   g.records_offset = round_up(sizeof(shm::EventRingHeader), kLine);
   g.ring_stride = round_up(g.records_offset + sizeof(shm::EventRecord) * g.event_capacity, kLine);
-  g.total = round_up(g.ring_offset + g.ring_stride * workers, 4096);
+  g.total = g.ring_offset + g.ring_stride * workers;
+  if (flow_event_capacity != 0) {
+    g.flow_event_capacity = power_of_two_at_least(flow_event_capacity < 2 ? 2 : flow_event_capacity);
+    g.flow_ring_offset = g.total;
+    g.flow_ring_stride = round_up(g.records_offset + sizeof(shm::FlowEventRecord) * g.flow_event_capacity, kLine);
+    g.total += g.flow_ring_stride * workers;
+  }
+  g.total = round_up(g.total, 4096);
   if (g.total > UINT32_MAX) throw std::length_error("statistics region above 4 GiB");
 
   // Anonymous mapping: page aligned (every alignas holds) and zero filled
@@ -60,6 +68,8 @@ std::shared_ptr<StatsRegion> StatsRegion::create(uint32_t workers, uint32_t back
   header->block_stride = static_cast<uint32_t>(g.block_stride);
   header->ring_offset = static_cast<uint32_t>(g.ring_offset);
   header->ring_stride = static_cast<uint32_t>(g.ring_stride);
+  header->flow_ring_offset = static_cast<uint32_t>(g.flow_ring_offset);
+  header->flow_ring_stride = static_cast<uint32_t>(g.flow_ring_stride);
 
   auto* active_flows = at<std::atomic<int32_t>>(base, g.active_flows_offset);
   for (uint32_t slot = 0; slot < backend_slots; ++slot) new (&active_flows[slot]) std::atomic<int32_t>(0);
@@ -97,6 +107,17 @@ std::shared_ptr<StatsRegion> StatsRegion::create(uint32_t workers, uint32_t back
     ring_header->tail.store(0, std::memory_order_relaxed);
     ring_header->lost.store(0, std::memory_order_relaxed);
     ring_header->head.store(0, std::memory_order_relaxed);
+
+    if (g.flow_event_capacity == 0) continue;
+    auto* flow_header = new (base + g.flow_ring_offset + g.flow_ring_stride * w) shm::EventRingHeader();
+    flow_header->magic = shm::kFlowRingMagic;
+    flow_header->layout_version = shm::kStatsLayoutVersion;
+    flow_header->header_size = sizeof(shm::EventRingHeader);
+    flow_header->ring_size = static_cast<uint32_t>(g.flow_ring_stride);
+    flow_header->capacity = g.flow_event_capacity;
+    flow_header->record_size = sizeof(shm::FlowEventRecord);
+    flow_header->records_offset = static_cast<uint32_t>(g.records_offset);
+    flow_header->worker = w;
   }
   return region;
 }
@@ -127,6 +148,15 @@ shm::EventRingHeader* StatsRegion::event_ring(uint32_t worker) const {
 
 shm::EventRecord* StatsRegion::event_records(uint32_t worker) const {
   return at<shm::EventRecord>(ring(worker), geometry_.records_offset);
+}
+
+shm::EventRingHeader* StatsRegion::flow_ring(uint32_t worker) const {
+  return at<shm::EventRingHeader>(base_, geometry_.flow_ring_offset + geometry_.flow_ring_stride * worker);
+}
+
+shm::FlowEventRecord* StatsRegion::flow_records(uint32_t worker) const {
+  return at<shm::FlowEventRecord>(base_,
+                                  geometry_.flow_ring_offset + geometry_.flow_ring_stride * worker + geometry_.records_offset);
 }
 
 }  // namespace l4lb::engine

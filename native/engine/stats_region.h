@@ -28,8 +28,11 @@ class StatsRegion {
   // Event records per worker ring (rounded up to a power of two).
   static constexpr uint32_t kDefaultEventCapacity = 256;
 
+  // flow_event_capacity: records per worker flow-event ring (rounded up to a
+  // power of two); 0 = no flow-event rings.
   static std::shared_ptr<StatsRegion> create(uint32_t workers, uint32_t backend_slots,
-                                             uint32_t event_capacity = kDefaultEventCapacity);
+                                             uint32_t event_capacity = kDefaultEventCapacity,
+                                             uint32_t flow_event_capacity = 0);
   ~StatsRegion();
   StatsRegion(const StatsRegion&) = delete;
   StatsRegion& operator=(const StatsRegion&) = delete;
@@ -37,6 +40,7 @@ class StatsRegion {
   uint8_t* data() const { return base_; }
   size_t size() const { return geometry_.total; }
   uint32_t event_capacity() const { return geometry_.event_capacity; }
+  uint32_t flow_event_capacity() const { return geometry_.flow_event_capacity; }
 
   core::WorkerCounters& worker_counters(uint32_t worker) const;
   core::FlowCounters& flow_counters(uint32_t worker) const;
@@ -44,6 +48,9 @@ class StatsRegion {
   std::atomic<int32_t>* active_flows() const;
   shm::EventRingHeader* event_ring(uint32_t worker) const;
   shm::EventRecord* event_records(uint32_t worker) const;
+  // Only when flow_event_capacity() != 0.
+  shm::EventRingHeader* flow_ring(uint32_t worker) const;
+  shm::FlowEventRecord* flow_records(uint32_t worker) const;
 
  private:
   struct Geometry {
@@ -58,6 +65,9 @@ class StatsRegion {
     size_t ring_stride = 0;
     size_t records_offset = 0;          // within a ring
     uint32_t event_capacity = 0;
+    size_t flow_ring_offset = 0;        // 0: no flow rings
+    size_t flow_ring_stride = 0;
+    uint32_t flow_event_capacity = 0;
   };
 
   StatsRegion(uint8_t* base, const Geometry& geometry) : base_(base), geometry_(geometry) {}

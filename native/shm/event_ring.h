@@ -18,13 +18,15 @@
 
 namespace l4lb::shm {
 
-class EventRingProducer {
+// Producer of one ring of `Record`s (EventRecord, FlowEventRecord).
+template <typename Record>
+class RingProducer {
  public:
-  EventRingProducer() = default;
+  RingProducer() = default;
 
   // `ring` and `records` come from the region's creator, with `capacity` (a
   // power of two): never from the shared header, which JavaScript can write.
-  void attach(EventRingHeader* ring, EventRecord* records, uint32_t capacity) {
+  void attach(EventRingHeader* ring, Record* records, uint32_t capacity) {
     ring_ = ring;
     records_ = records;
     mask_ = capacity - 1;
@@ -35,7 +37,7 @@ class EventRingProducer {
   bool attached() const { return ring_ != nullptr; }
 
   // Publishes one record; false (and `lost` incremented) when the ring is full.
-  bool push(EventKind kind, uint32_t worker, uint64_t time_ns, uint64_t count, uint64_t detail) {
+  bool push(const Record& record) {
     // Pairs with the consumer's Atomics.store of head, made after it read the
     // records below that index: once we see it, those slots are free.
     const uint32_t head = ring_->head.load(std::memory_order_acquire);
@@ -44,13 +46,7 @@ class EventRingProducer {
       ring_->lost.store(ring_->lost.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
       return false;
     }
-    EventRecord& record = records_[tail_ & mask_];
-    record.kind = static_cast<uint16_t>(kind);
-    record.pad0 = 0;
-    record.worker = worker;
-    record.time_ns = time_ns;
-    record.count = count;
-    record.detail = detail;
+    records_[tail_ & mask_] = record;
     ++tail_;
     // Pairs with the consumer's Atomics.load of tail: the record's bytes are
     // visible before the index that covers them.
@@ -60,10 +56,26 @@ class EventRingProducer {
 
  private:
   EventRingHeader* ring_ = nullptr;
-  EventRecord* records_ = nullptr;
+  Record* records_ = nullptr;
   uint32_t mask_ = 0;
   uint32_t tail_ = 0;      // records published (private copy of the shared tail)
   uint32_t consumed_ = 0;  // the last head seen that was valid
 };
+
+class EventRingProducer : public RingProducer<EventRecord> {
+ public:
+  using RingProducer<EventRecord>::push;
+  bool push(EventKind kind, uint32_t worker, uint64_t time_ns, uint64_t count, uint64_t detail) {
+    EventRecord record{};
+    record.kind = static_cast<uint16_t>(kind);
+    record.worker = worker;
+    record.time_ns = time_ns;
+    record.count = count;
+    record.detail = detail;
+    return push(record);
+  }
+};
+
+using FlowRingProducer = RingProducer<FlowEventRecord>;
 
 }  // namespace l4lb::shm

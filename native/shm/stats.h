@@ -12,6 +12,9 @@
 //   per worker w, at ring_offset + w * ring_stride
 //     EventRingHeader                      single producer (worker w), single consumer (TypeScript)
 //     EventRecord[capacity]                at records_offset
+//   per worker w, at flow_ring_offset + w * flow_ring_stride (only with flow events)
+//     EventRingHeader                      magic kFlowRingMagic, as above
+//     FlowEventRecord[capacity]            at records_offset
 //
 // Every header carries a magic number, the layout version and its sizes;
 // TypeScript checks them before it reads anything and refuses a mismatch.
@@ -36,7 +39,8 @@ namespace l4lb::shm {
 inline constexpr uint32_t kStatsRegionMagic = 0x5253344c;  // "L4SR" as little-endian bytes
 inline constexpr uint32_t kStatsBlockMagic = 0x4253344c;   // "L4SB"
 inline constexpr uint32_t kEventRingMagic = 0x5645344c;    // "L4EV"
-inline constexpr uint16_t kStatsLayoutVersion = 1;
+inline constexpr uint32_t kFlowRingMagic = 0x4c46344c;     // "L4FL"
+inline constexpr uint16_t kStatsLayoutVersion = 2;         // 2: In/Out backend counters, flow rings
 
 struct StatsRegionHeader {
   uint32_t magic;                 // kStatsRegionMagic
@@ -50,7 +54,9 @@ struct StatsRegionHeader {
   uint32_t block_stride;          // bytes from one worker's block to the next
   uint32_t ring_offset;           // worker 0's EventRingHeader
   uint32_t ring_stride;           // bytes from one worker's ring to the next
-  uint32_t pad0[6];               // zero
+  uint32_t flow_ring_offset;      // worker 0's flow-event ring, 0 without flow events
+  uint32_t flow_ring_stride;
+  uint32_t pad0[4];               // zero
 };
 static_assert(sizeof(StatsRegionHeader) == 64);
 
@@ -106,6 +112,31 @@ struct EventRecord {
   uint64_t detail;                // kind-specific: the counter's running total, or an errno
 };
 static_assert(sizeof(EventRecord) == 32);
+
+// A flow created or ended (flow events, opt-in): bounded and lossy by
+// design, a full ring counts the record in `lost` and drops it.
+enum class FlowEventKind : uint8_t { created = 0, ended = 1 };
+
+struct FlowEventRecord {
+  uint8_t kind;                   // FlowEventKind
+  uint8_t reason;                 // ended: core::FlowEndReason
+  uint8_t protocol;               // IP protocol number
+  uint8_t family;                 // 4 or 6
+  uint32_t worker;                // the producing worker
+  uint64_t time_ns;               // when written: CLOCK_MONOTONIC (manual mode: the caller's clock)
+  uint32_t backend_id;            // slot | generation << 16
+  uint32_t duration_ms;           // ended: from the first packet to the last (created: 0)
+  uint8_t src_addr[16];           // the client, network order (IPv4: bytes 0..3)
+  uint8_t dst_addr[16];           // the VIP, network order
+  uint16_t src_port;              // host order
+  uint16_t dst_port;              // host order
+  uint32_t pad0;                  // zero
+  uint64_t packets_in;            // ended: client -> backend, as received
+  uint64_t bytes_in;
+  uint64_t packets_out;           // ended: replies through the balancer
+  uint64_t bytes_out;
+};
+static_assert(sizeof(FlowEventRecord) == 96);
 
 // Single producer (the worker), single consumer (TypeScript). Producer and
 // consumer indexes live on separate cache lines. Both indexes count records
@@ -166,7 +197,9 @@ inline constexpr size_t kListedFlowCounterBytes = 0 L4LB_FLOW_COUNTERS(L4LB_COUN
 static_assert(kListedFlowCounterBytes == offsetof(core::FlowCounters, removed) + sizeof(core::FlowCounters::removed),
               "every FlowCounters field must be listed in L4LB_FLOW_COUNTERS");
 
-#define L4LB_BACKEND_COUNTERS(X) X(packets, "packets") X(bytes, "bytes") X(flows_created, "flowsCreated")
+#define L4LB_BACKEND_COUNTERS(X)                                                     \
+  X(packets_in, "inPackets") X(bytes_in, "inBytes") X(packets_out, "outPackets")     \
+  X(bytes_out, "outBytes") X(flows_created, "flowsCreated")
 
 }  // namespace l4lb::shm
 
@@ -176,7 +209,8 @@ static_assert(kListedFlowCounterBytes == offsetof(core::FlowCounters, removed) +
   X(StatsRegionHeader, total_size) X(StatsRegionHeader, worker_count)                             \
   X(StatsRegionHeader, backend_slots) X(StatsRegionHeader, active_flows_offset)                   \
   X(StatsRegionHeader, block_offset) X(StatsRegionHeader, block_stride)                           \
-  X(StatsRegionHeader, ring_offset) X(StatsRegionHeader, ring_stride)
+  X(StatsRegionHeader, ring_offset) X(StatsRegionHeader, ring_stride)                             \
+  X(StatsRegionHeader, flow_ring_offset) X(StatsRegionHeader, flow_ring_stride)
 
 #define L4LB_STATS_BLOCK_FIELDS(X)                                                                \
   X(StatsBlockHeader, magic) X(StatsBlockHeader, layout_version) X(StatsBlockHeader, header_size)  \
@@ -196,6 +230,15 @@ static_assert(kListedFlowCounterBytes == offsetof(core::FlowCounters, removed) +
   X(EventRecord, kind) X(EventRecord, worker) X(EventRecord, time_ns) X(EventRecord, count)        \
   X(EventRecord, detail)
 
+#define L4LB_FLOW_EVENT_RECORD_FIELDS(X)                                                          \
+  X(FlowEventRecord, kind) X(FlowEventRecord, reason) X(FlowEventRecord, protocol)                 \
+  X(FlowEventRecord, family) X(FlowEventRecord, worker) X(FlowEventRecord, time_ns)                \
+  X(FlowEventRecord, backend_id) X(FlowEventRecord, duration_ms) X(FlowEventRecord, src_addr)      \
+  X(FlowEventRecord, dst_addr) X(FlowEventRecord, src_port) X(FlowEventRecord, dst_port)           \
+  X(FlowEventRecord, packets_in) X(FlowEventRecord, bytes_in) X(FlowEventRecord, packets_out)      \
+  X(FlowEventRecord, bytes_out)
+
 #define L4LB_STATS_CONSTANTS(X)                                                                   \
   X(statsRegionMagic, kStatsRegionMagic) X(statsBlockMagic, kStatsBlockMagic)                     \
-  X(eventRingMagic, kEventRingMagic) X(statsLayoutVersion, kStatsLayoutVersion)
+  X(eventRingMagic, kEventRingMagic) X(flowRingMagic, kFlowRingMagic)                             \
+  X(statsLayoutVersion, kStatsLayoutVersion)

@@ -232,6 +232,6 @@ describe('Runner.start', () => {
     const status = runner.handle({ command: 'status' }) as { instance: { file: string; reloads: number }; stats: { services: Array<{ persistenceTimeoutMs?: number }> } };
     expect(status.instance).toMatchObject({ file, reloads: 0, pid: process.pid });
     expect(status.stats.services.map((s) => s.persistenceTimeoutMs)).toEqual([undefined, 300_000]);
-    expect(() => runner.handle({ command: 'shutdown' })).toThrow('unknown command "shutdown" (known: status, stats, rates, reload)');
+    expect(() => runner.handle({ command: 'shutdown' })).toThrow('unknown command "shutdown" (known: status, stats, rates, reload, explain)');
   });
 });

@@ -77,13 +77,13 @@ describe('l4lb run (memory driver) and the commands that talk to it', () => {
     expect(result.code).toBe(0);
     expect(result.stdout).toBe(
       [
-        'Prot LocalAddress:Port               Conns  Packets    Bytes',
+        'Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes',
         '  -> RemoteAddress:Port',
-        'TCP  198.18.0.100:80                     0        0        0',
-        '  -> 198.18.1.2:8080                     0        0        0',
-        '  -> 198.18.1.3:8080                     0        0        0',
-        'UDP  198.18.0.100:53                     0        0        0',
-        '  -> 198.18.1.4:53                       0        0        0',
+        'TCP  198.18.0.100:80                     0        0        0        0        0',
+        '  -> 198.18.1.2:8080                     0        0        0        0        0',
+        '  -> 198.18.1.3:8080                     0        0        0        0        0',
+        'UDP  198.18.0.100:53                     0        0        0        0        0',
+        '  -> 198.18.1.4:53                       0        0        0        0        0',
         'Interface          RxPkts  RxBytes   TxPkts  TxBytes   TxDrop KernDrop',
         'in                      0        0        0        0        0        0',
         'out                     0        0        0        0        0        0',
@@ -93,6 +93,27 @@ describe('l4lb run (memory driver) and the commands that talk to it', () => {
         '',
       ].join('\n'),
     );
+  });
+
+  it('trace: where a tuple goes and why, as text and --json; a bad address is a usage error', async () => {
+    const result = await cli('trace', '--src', '198.18.0.10', '--sport', '40000', '--dst', '198.18.0.100', '--dport', '53', '--proto', 'udp', '--socket', socket);
+    expect(result.code).toBe(0);
+    const lines = result.stdout.split('\n');
+    expect(lines.slice(0, 4)).toEqual([
+      'UDP 198.18.0.10:40000 -> 198.18.0.100:53',
+      'Service:     198.18.0.100:53/udp',
+      'Backend:     198.18.1.4:53 (up, weight 1)',
+      expect.stringMatching(/^Verdict: {5}scheduler: a new flow: sh hashes it to slot \d+ of \d+, which holds 198\.18\.1\.4:53$/),
+    ]);
+    expect(lines[4]).toMatch(/^Scheduler: {3}sh, slot \d+ of \d+, 198\.18\.1\.4:53$/);
+    expect(lines[5]).toMatch(/^Hash: {8}[0-9a-f]{16}$/);
+    const json = await cli('trace', '--src', '198.18.0.10', '--sport', '40000', '--dst', '198.18.0.100', '--dport', '80', '--json', '--socket', socket);
+    expect(JSON.parse(json.stdout)).toMatchObject({ service: '198.18.0.100:80/tcp', verdict: 'scheduler', backend: null, scheduler: { name: 'wrr', byHash: false } });
+    const none = await cli('trace', '--src', '198.18.0.10', '--sport', '1', '--dst', '198.18.0.100', '--dport', '81', '--socket', socket);
+    expect(none.stdout).toContain('Verdict:     no-service: no service for 198.18.0.100:81/tcp');
+    const bad = await cli('trace', '--src', 'client', '--sport', '1', '--dst', '198.18.0.100', '--dport', '81', '--socket', socket);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toBe('l4lb: src must be an IPv4 address, got "client"\n');
   });
 
   it('stats --rate: the --rate table over the window asked for', async () => {

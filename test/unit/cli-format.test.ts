@@ -6,7 +6,15 @@ import { formatRates, formatStats, formatStatus, human, rate, type StatusService
 import type { BackendStats, LoadBalancerRates, LoadBalancerStats } from '../../lib/config/types.js';
 
 function backend(address: string, port: number, values: Partial<BackendStats> = {}): BackendStats {
-  return { address, port, state: 'up', weight: 1, effectiveWeight: 1, nextHopResolved: true, packets: 0, bytes: 0, activeFlows: 0, totalFlows: 0, ...values };
+  const packets = values.packets ?? 0;
+  const bytes = values.bytes ?? 0;
+  // In and Out: three fifths of the packets in, unless the test says otherwise.
+  const inPackets = values.inPackets ?? Math.round((packets * 3) / 5);
+  const inBytes = values.inBytes ?? Math.round((bytes * 3) / 5);
+  return {
+    address, port, state: 'up', weight: 1, effectiveWeight: 1, nextHopResolved: true, packets, bytes,
+    inPackets, outPackets: packets - inPackets, inBytes, outBytes: bytes - inBytes, activeFlows: 0, totalFlows: 0, ...values,
+  };
 }
 
 const stats: LoadBalancerStats & { services: StatusService[] } = {
@@ -23,6 +31,10 @@ const stats: LoadBalancerStats & { services: StatusService[] } = {
       state: 'up',
       packets: 1500,
       bytes: 120_000,
+      inPackets: 900,
+      outPackets: 600,
+      inBytes: 72_000,
+      outBytes: 48_000,
       activeFlows: 3,
       totalFlows: 12,
       backends: [
@@ -41,9 +53,17 @@ const stats: LoadBalancerStats & { services: StatusService[] } = {
       persistenceTimeoutMs: 300_000,
       packets: 2_500_000,
       bytes: 1_234_567_890,
+      inPackets: 2_500_000,
+      outPackets: 0,
+      inBytes: 1_234_567_890,
+      outBytes: 0,
       activeFlows: 0,
       totalFlows: 150_000,
-      backends: [backend('198.18.1.20', 53, { state: 'down', nextHopResolved: false, packets: 2_500_000, bytes: 1_234_567_890, totalFlows: 150_000 })],
+      backends: [
+        backend('198.18.1.20', 53, {
+          state: 'down', nextHopResolved: false, packets: 2_500_000, bytes: 1_234_567_890, inPackets: 2_500_000, inBytes: 1_234_567_890, totalFlows: 150_000,
+        }),
+      ],
     },
   ],
   drops: { 'no-backend': 4, truncated: 0, 'bad-checksum': 2 },
@@ -59,6 +79,7 @@ const stats: LoadBalancerStats & { services: StatusService[] } = {
     { name: 'eth2', rxPackets: 61_728, rxBytes: 49_382_716, txPackets: 2_501_500, txBytes: 123_456_789_012, txDropped: 5, kernelDrops: 0, mode: 'tpacket_v2' },
   ],
   counters: {},
+  flowEvents: { enabled: false, events: 0, dropped: 0 },
 };
 
 const rates: LoadBalancerRates = {
@@ -131,14 +152,14 @@ describe('formatStats (ipvsadm -L -n --stats)', () => {
   it('totals with large numbers shortened', () => {
     expect(formatStats(stats)).toBe(
       lines(
-        'Prot LocalAddress:Port               Conns  Packets    Bytes',
+        'Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes',
         '  -> RemoteAddress:Port',
-        'TCP  198.18.0.100:80                    12     1500   120000',
-        '  -> 198.18.1.2:8080                     8     1000    80000',
-        '  -> 198.18.1.3:8080                     4      500    40000',
-        '  -> 198.18.1.4:8080                     0        0        0',
-        'UDP  198.18.0.100:53                150000  2500000    1234M',
-        '  -> 198.18.1.20:53                 150000  2500000    1234M',
+        'TCP  198.18.0.100:80                    12      900      600    72000    48000',
+        '  -> 198.18.1.2:8080                     8      600      400    48000    32000',
+        '  -> 198.18.1.3:8080                     4      300      200    24000    16000',
+        '  -> 198.18.1.4:8080                     0        0        0        0        0',
+        'UDP  198.18.0.100:53                150000  2500000        0    1234M        0',
+        '  -> 198.18.1.20:53                 150000  2500000        0    1234M        0',
         'Interface          RxPkts  RxBytes   TxPkts  TxBytes   TxDrop KernDrop',
         'eth1                61728 49382716     1200    96000        0        3',
         'eth2                61728 49382716  2501500     123G        5        0',
@@ -150,7 +171,7 @@ describe('formatStats (ipvsadm -L -n --stats)', () => {
   });
 
   it('--exact prints every digit', () => {
-    expect(formatStats(stats, { exact: true }).split('\n')[6]).toBe('UDP  198.18.0.100:53                150000  2500000 1234567890');
+    expect(formatStats(stats, { exact: true }).split('\n')[6]).toBe('UDP  198.18.0.100:53                150000  2500000        0 1234567890        0');
   });
 
   it('no drops', () => {

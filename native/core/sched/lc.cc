@@ -8,6 +8,14 @@ std::unique_ptr<LeastConnectionScheduler> LeastConnectionScheduler::build(std::s
   return std::unique_ptr<LeastConnectionScheduler>(new LeastConnectionScheduler(backends));
 }
 
+// A fresh PickState: the tie break of a worker that has not picked yet.
+PickExplanation LeastConnectionScheduler::explain(const PickInput& input) const {
+  PickState fresh;
+  PickExplanation out;
+  out.backend = pick(input, fresh);
+  return out;
+}
+
 int32_t LeastConnectionScheduler::pick(const PickInput&, PickState& state) const {
   const size_t count = schedulable_.size();
   if (count == 0) return kNoBackend;

@@ -22,6 +22,7 @@ class LeastConnectionScheduler final : public Scheduler {
 
   SchedulerKind kind() const override { return SchedulerKind::lc; }
   int32_t pick(const PickInput& input, PickState& state) const override;
+  PickExplanation explain(const PickInput& input) const override;
 
  private:
   using Scheduler::Scheduler;

@@ -139,4 +139,13 @@ int32_t MaglevScheduler::pick(const PickInput& input, PickState&) const {
   return table_[slot_of(input.flow_hash)];
 }
 
+PickExplanation MaglevScheduler::explain(const PickInput& input) const {
+  PickExplanation out;
+  out.by_hash = true;
+  out.slot = slot_of(input.flow_hash);
+  out.table_size = static_cast<uint32_t>(table_.size());
+  out.backend = table_[out.slot];
+  return out;
+}
+
 }  // namespace l4lb::core::sched

@@ -62,6 +62,7 @@ class MaglevScheduler final : public Scheduler {
 
   SchedulerKind kind() const override { return SchedulerKind::maglev; }
   int32_t pick(const PickInput& input, PickState& state) const override;
+  PickExplanation explain(const PickInput& input) const override;
 
   // The slot a flow hash falls into (Lemire's multiply-shift, no division).
   uint32_t slot_of(uint64_t flow_hash) const {

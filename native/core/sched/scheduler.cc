@@ -49,6 +49,54 @@ Scheduler::Scheduler(std::span<const BackendSpec> backends) : backends_(backends
 
 Scheduler::~Scheduler() = default;
 
+PickExplanation Scheduler::explain(const PickInput&) const { return PickExplanation{}; }
+
+bool hash_based(SchedulerKind kind) {
+  return kind == SchedulerKind::maglev || kind == SchedulerKind::sh || kind == SchedulerKind::table;
+}
+
+bool compare_schedulers(const Scheduler& before, const Scheduler& after, uint32_t samples, SchedulerComparison* out) {
+  *out = SchedulerComparison{};
+  if (!hash_based(before.kind()) || !hash_based(after.kind())) return false;
+  // Two backends are the same one when their identities are: list positions
+  // may change between the two builds. An empty slot is its own identity.
+  auto identity_at = [](const Scheduler& scheduler, int32_t index, uint64_t* identity) {
+    if (index == kNoBackend) return false;
+    *identity = scheduler.backend(static_cast<uint32_t>(index)).identity;
+    return true;
+  };
+  auto differ = [&](int32_t a, int32_t b) {
+    uint64_t ia = 0, ib = 0;
+    const bool has_a = identity_at(before, a, &ia);
+    const bool has_b = identity_at(after, b, &ib);
+    return has_a != has_b || ia != ib;
+  };
+  if (before.kind() == SchedulerKind::maglev && after.kind() == SchedulerKind::maglev) {
+    const auto& a = static_cast<const MaglevScheduler&>(before);
+    const auto& b = static_cast<const MaglevScheduler&>(after);
+    if (a.table().size() == b.table().size()) {
+      out->exact = true;
+      out->total = a.table().size();
+      for (size_t slot = 0; slot < a.table().size(); ++slot) out->moved += differ(a.table()[slot], b.table()[slot]) ? 1 : 0;
+      return true;
+    }
+  }
+  // Hash values spread evenly over the 32 bits every kind's slot is taken
+  // from (the upper half of the flow or client hash); a sample's lower half
+  // varies too, for the table kind's fallback.
+  samples = samples == 0 ? 1 : samples;
+  PickState unused;
+  for (uint32_t i = 0; i < samples; ++i) {
+    const uint64_t upper = (static_cast<uint64_t>(i) << 32) / samples + ((uint64_t{1} << 31) / samples);
+    PickInput input;
+    input.flow_hash = upper << 32 | (i * 0x9e3779b9u);
+    input.client_hash = input.flow_hash;
+    out->moved += differ(before.pick(input, unused), after.pick(input, unused)) ? 1 : 0;
+  }
+  out->total = samples;
+  return true;
+}
+
 bool validate_backends(std::span<const BackendSpec> backends, BuildError* error) {
   if (backends.size() > kMaxBackends) {
     error->code = "ERR_TOO_MANY_BACKENDS";

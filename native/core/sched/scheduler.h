@@ -85,6 +85,21 @@ struct BuildError {
   std::string message;
 };
 
+// Why pick() would choose what it chooses, for operators (explain): computed
+// without touching any PickState, so any thread may ask.
+struct PickExplanation {
+  // True when the choice is a function of the packet alone (sh, maglev,
+  // table): `slot` of `table_size` names the lookup-table entry used.
+  bool by_hash = false;
+  uint32_t slot = 0;
+  uint32_t table_size = 0;
+  // The backend index chosen (by_hash), or the one lc/wlc would choose now
+  // (fewest active flows for the weight; ties rotate per worker); kNoBackend
+  // for rr/wrr (the next pick depends on each worker's rotation) or when no
+  // backend is schedulable.
+  int32_t backend = kNoBackend;
+};
+
 class Scheduler {
  public:
   virtual ~Scheduler();
@@ -94,6 +109,9 @@ class Scheduler {
   virtual SchedulerKind kind() const = 0;
   // An index into the backend list the scheduler was built from, or kNoBackend.
   virtual int32_t pick(const PickInput& input, PickState& state) const = 0;
+  // What pick() would do for `input`, with no side effect. The default suits
+  // schedulers whose choice depends on their rotation (rr, wrr).
+  virtual PickExplanation explain(const PickInput& input) const;
 
   uint32_t backend_count() const { return static_cast<uint32_t>(backends_.size()); }
   uint32_t schedulable_count() const { return static_cast<uint32_t>(schedulable_.size()); }
@@ -123,6 +141,20 @@ std::unique_ptr<Scheduler> build_scheduler(SchedulerKind kind, std::span<const B
                                            const SchedulerOptions& options, BuildError* error,
                                            const Scheduler* previous = nullptr,
                                            std::vector<uint32_t>* changed_slots = nullptr);
+
+// Whether the kind's choice is a function of the packet alone (maglev, sh, table).
+bool hash_based(SchedulerKind kind);
+
+// The share of new flows that `after` would send to another backend than
+// `before` (by backend identity). Maglev tables of one size are compared slot
+// by slot (exact); other hash-based kinds at `samples` hash values spread
+// evenly. False (nothing compared) unless both kinds are hash based.
+struct SchedulerComparison {
+  bool exact = false;
+  uint64_t moved = 0;
+  uint64_t total = 0;
+};
+bool compare_schedulers(const Scheduler& before, const Scheduler& after, uint32_t samples, SchedulerComparison* out);
 
 // Shared validation: backend count within kMaxBackends.
 bool validate_backends(std::span<const BackendSpec> backends, BuildError* error);

@@ -22,9 +22,15 @@ std::unique_ptr<SourceHashScheduler> SourceHashScheduler::build(std::span<const 
   return scheduler;
 }
 
-int32_t SourceHashScheduler::pick(const PickInput& input, PickState&) const {
-  const uint64_t slot = ((input.client_hash >> 32) * table_.size()) >> 32;
-  return table_[slot];
+int32_t SourceHashScheduler::pick(const PickInput& input, PickState&) const { return table_[slot_of(input.client_hash)]; }
+
+PickExplanation SourceHashScheduler::explain(const PickInput& input) const {
+  PickExplanation out;
+  out.by_hash = true;
+  out.slot = slot_of(input.client_hash);
+  out.table_size = static_cast<uint32_t>(table_.size());
+  out.backend = table_[out.slot];
+  return out;
 }
 
 }  // namespace l4lb::core::sched

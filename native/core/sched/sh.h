@@ -26,7 +26,12 @@ class SourceHashScheduler final : public Scheduler {
 
   SchedulerKind kind() const override { return SchedulerKind::sh; }
   int32_t pick(const PickInput& input, PickState& state) const override;
+  PickExplanation explain(const PickInput& input) const override;
 
+  // The slot a client hash falls into (as maglev's slot_of).
+  uint32_t slot_of(uint64_t client_hash) const {
+    return static_cast<uint32_t>(((client_hash >> 32) * table_.size()) >> 32);
+  }
   std::span<const int32_t> table() const { return table_; }
 
  private:

@@ -30,15 +30,26 @@ std::unique_ptr<TableScheduler> TableScheduler::build(std::span<const BackendSpe
   return scheduler;
 }
 
-int32_t TableScheduler::pick(const PickInput& input, PickState&) const {
-  if (schedulable_.empty()) return kNoBackend;
+int32_t TableScheduler::pick(const PickInput& input, PickState&) const { return explain(input).backend; }
+
+PickExplanation TableScheduler::explain(const PickInput& input) const {
+  PickExplanation out;
+  out.by_hash = true;
+  out.table_size = mask_ + 1;
+  out.slot = out.table_size;
+  if (schedulable_.empty()) return out;
   const uint32_t start = static_cast<uint32_t>(input.flow_hash >> 32) & mask_;
   const uint32_t probes = mask_ < kProbeLimit ? mask_ + 1 : kProbeLimit;
   for (uint32_t probe = 0; probe < probes; ++probe) {
     const uint32_t entry = (start + probe) & mask_;
-    if (entry_schedulable_[entry]) return static_cast<int32_t>(entries_[entry]);
+    if (entry_schedulable_[entry]) {
+      out.slot = entry;
+      out.backend = static_cast<int32_t>(entries_[entry]);
+      return out;
+    }
   }
-  return static_cast<int32_t>(schedulable_[(input.flow_hash >> 32) % schedulable_.size()]);
+  out.backend = static_cast<int32_t>(schedulable_[(input.flow_hash >> 32) % schedulable_.size()]);
+  return out;
 }
 
 }  // namespace l4lb::core::sched

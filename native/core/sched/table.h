@@ -32,6 +32,9 @@ class TableScheduler final : public Scheduler {
 
   SchedulerKind kind() const override { return SchedulerKind::table; }
   int32_t pick(const PickInput& input, PickState& state) const override;
+  // `slot` is the entry used: the hashed one, or the first schedulable one
+  // probed after it (the fallback by hash names no entry: slot = table_size).
+  PickExplanation explain(const PickInput& input) const override;
 
   std::span<const uint32_t> lookup_table() const { return entries_; }
 

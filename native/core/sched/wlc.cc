@@ -10,6 +10,14 @@ std::unique_ptr<WeightedLeastConnectionScheduler> WeightedLeastConnectionSchedul
   return std::unique_ptr<WeightedLeastConnectionScheduler>(new WeightedLeastConnectionScheduler(backends));
 }
 
+// A fresh PickState: the tie break of a worker that has not picked yet.
+PickExplanation WeightedLeastConnectionScheduler::explain(const PickInput& input) const {
+  PickState fresh;
+  PickExplanation out;
+  out.backend = pick(input, fresh);
+  return out;
+}
+
 int32_t WeightedLeastConnectionScheduler::pick(const PickInput&, PickState& state) const {
   const size_t count = schedulable_.size();
   if (count == 0) return kNoBackend;

@@ -15,6 +15,7 @@ class WeightedLeastConnectionScheduler final : public Scheduler {
 
   SchedulerKind kind() const override { return SchedulerKind::wlc; }
   int32_t pick(const PickInput& input, PickState& state) const override;
+  PickExplanation explain(const PickInput& input) const override;
 
  private:
   using Scheduler::Scheduler;
