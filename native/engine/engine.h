@@ -137,6 +137,7 @@ class Engine {
  private:
   struct Worker;
 
+  void adopt_config(Worker& worker);
   uint32_t run_batch(Worker& worker, uint64_t now_ns);
   void run_timers(Worker& worker, uint64_t now_ns);
   void worker_loop(Worker& worker);
