@@ -279,23 +279,30 @@ void Engine::transmit(void* context, uint16_t port, core::Frame* frames, uint32_
   for (uint32_t i = sent.packets; i < count; ++i) worker->counters->drop(core::DropReason::tx_full);
 }
 
+void Engine::adopt_config(Worker& worker) {
+  const core::RuntimeConfig* config = current_.load(std::memory_order_acquire);  // pairs with publish's release
+  if (config == worker.config) return;
+  worker.config = config;
+  worker.forwarder->set_config(config);
+  if (config != nullptr) {
+    worker.running_generation.store(config->generation(), std::memory_order_release);  // pairs with reclaim's acquire
+    core::WorkerCounters::add(worker.counters->config_generation,
+                              config->generation() - worker.counters->config_generation.load(std::memory_order_relaxed));
+  }
+}
+
 uint32_t Engine::run_batch(Worker& worker, uint64_t now_ns) {
   current_worker_ = &worker;
   worker.now_ns = now_ns;
-  const core::RuntimeConfig* config = current_.load(std::memory_order_acquire);  // pairs with publish's release
-  if (config != worker.config) {
-    worker.config = config;
-    worker.forwarder->set_config(config);
-    if (config != nullptr) {
-      worker.running_generation.store(config->generation(), std::memory_order_release);  // pairs with reclaim's acquire
-      core::WorkerCounters::add(worker.counters->config_generation,
-                                config->generation() - worker.counters->config_generation.load(std::memory_order_relaxed));
-    }
-  }
+  adopt_config(worker);  // idle workers adopt too (stats show the generation)
   uint32_t received = 0;
   for (uint32_t p = 0; p < worker.ports.size(); ++p) {
     const uint32_t n = worker.ports[p]->rx_burst(worker.rx, core::kMaxBurst);
     if (n == 0) continue;
+    // Again after the receive: a frame that arrived after a publication
+    // returned (its ring's release/acquire orders it after the publication)
+    // is handled by that configuration or a newer one, never an older one.
+    adopt_config(worker);
     for (uint32_t i = 0; i < n; ++i) worker.rx[i].ingress_port = static_cast<uint16_t>(p);
     received += n;
     worker.forwarder->begin_batch(now_ns);

@@ -169,6 +169,7 @@ class Engine {
   // Null on other threads (the control thread only reads the table).
   static thread_local Worker* current_worker_;
 
+  void adopt_config(Worker& worker);
   uint32_t run_batch(Worker& worker, uint64_t now_ns);
   void run_timers(Worker& worker, uint64_t now_ns);
   void worker_loop(Worker& worker);
