@@ -138,6 +138,8 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
   #reader: StatsReader | undefined;
   #rings: EventRingReader[] = [];
   #flowRings: FlowEventRingReader[] = [];
+  /** The flow table's size as the data plane built it (set at start). */
+  #flowTableSize = { capacity: 0, memoryBytes: 0, slots: 0 };
   #flowEventsDelivered = 0;
   readonly #retired = new Map<number, BackendRef & { service: string }>();
   #committed: ConfigState = { services: [] };
@@ -190,7 +192,7 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
       threaded: true,
       polling: o.polling,
       spinUs: Math.round(o.spinMs * 1000),
-      flowSlots: o.flows.capacity * 2,
+      ...(o.flows.memoryBytes !== undefined ? { flowMemoryBytes: o.flows.memoryBytes } : { flowCapacity: o.flows.capacity }),
       backendSlots: o.maxBackends,
       ...(o.hashKey ? { hashKey: o.hashKey } : {}),
       timeouts: {
@@ -211,9 +213,15 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
     try {
       engine = this.#newEngine();
     } catch (error) {
-      throw this.#driver.openError?.(error) ?? error;
+      const driverError = this.#driver.openError?.(error);
+      if (driverError) throw driverError;
+      // The one resource the engine allocates up front: its flow table.
+      if ((error as { code?: unknown })?.code === 'ENOMEM') throw fromNativeError(error, 'flows');
+      throw error;
     }
     this.#engine = engine;
+    const { capacity, memoryBytes, slots } = engine.flowTable();
+    this.#flowTableSize = { capacity, memoryBytes, slots };
     const layout = this.#binding.layout;
     const buffer = engine.sharedMemory();
     this.#reader = new StatsReader(buffer, layout.stats, layout.constants, this.#binding.dropReasons());
@@ -396,7 +404,7 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
       workers,
       repliesIngressPath: counters.repliesIngressPath ?? 0,
       repliesRouteDiffers: counters.repliesRouteDiffers ?? 0,
-      flows: { active, capacity: this.#options.flows.capacity, counters: flowCounters },
+      flows: { active, ...this.#flowTableSize, counters: flowCounters },
       interfaces: this.#interfaceStats(),
       counters,
       flowEvents: {

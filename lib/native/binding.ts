@@ -25,6 +25,11 @@ export interface NativeEngineOptions {
   onEvents?: () => void;
   /** Flow expiry tick (default 100 ms). */
   expiryIntervalMs?: number;
+  /** Size the flow table by IPv4 nat flows at the design load ... */
+  flowCapacity?: number;
+  /** ... or by bytes ... */
+  flowMemoryBytes?: number;
+  /** ... or in slots. */
   flowSlots?: number;
   backendSlots?: number;
   maglevTableSize?: number;
@@ -159,6 +164,8 @@ export interface NativeEngine {
   counters(): NativeWorkerCounters[];
   backendCounters(slots: number[]): NativeBackendCounters[];
   flowOccupancy(): { forward: number; reverse: number; templates: number };
+  /** What the flow table was built with. */
+  flowTable(): { slots: number; slotBytes: number; capacity: number; memoryBytes: number };
   maglevChangedSlots(serviceIndex: number): number | null;
   /** What the data plane would do with a client's packet of this tuple (addresses host-order numbers); changes nothing. */
   explainFlow(tuple: { protocol: number; src: number; sport: number; dst: number; dport: number }, nowNs?: bigint): NativeFlowFacts;

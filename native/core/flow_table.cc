@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -472,6 +473,13 @@ FlowTable::FlowTable(const FlowTableOptions& options)
     words_ = reinterpret_cast<uint64_t*>(aligned);
     madvise(words_, bytes, MADV_HUGEPAGE);  // advice: refusing it only costs TLB misses
     if (madvise(words_, bytes, MADV_POPULATE_WRITE) != 0) {
+      // ENOMEM: the machine cannot back the table; touching it page by page
+      // would end in the OOM killer, so refuse it here. Other errors are
+      // kernels without MADV_POPULATE_WRITE (before 5.14): fault it in by hand.
+      if (errno == ENOMEM) {
+        munmap(mapping, mapping_bytes_);
+        throw std::bad_alloc();
+      }
       for (size_t offset = 0; offset < bytes; offset += 4096) {
         reinterpret_cast<volatile uint8_t*>(words_)[offset] = 0;
       }
