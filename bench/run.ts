@@ -308,10 +308,10 @@ async function main(): Promise<void> {
       }
     }
     if (plan.storms.includes('storm-l4lb-nat') || plan.storms.includes('flows-1m-l4lb-nat')) {
-      // One balancer sized for a million nat flows by the README's rule (at
-      // most 75% of the slots used, 2 slots per nat flow): the storm inserts
-      // into a table with room, then the million-flow test fills it.
-      const capacity = Math.ceil((1_000_000 * 2) / 0.75 / 2);
+      // One balancer sized for a million nat flows (flows.capacity: the
+      // table at its 90% design load when they are all held): the storm
+      // inserts into a table with room, then the million-flow test fills it.
+      const capacity = 1_000_000;
       balancer = await startBalancer(bed, capacity);
       try {
         if (plan.storms.includes('storm-l4lb-nat')) {
@@ -323,7 +323,7 @@ async function main(): Promise<void> {
           // Paced below the rate the worker inserts new flows at (the storm's, when it ran).
           const storm = report.scenarios.find((x): x is StormScenario => x.name === 'storm-l4lb-nat' && x.status === 'ok');
           const insertRate = storm?.run ? Math.max(20_000, Math.min(storm.run.deliveredPps, storm.run.offeredPps) * 0.7) : 60_000;
-          report.scenarios.push(await measureMillionFlows(bed, udp, balancer, capacity, calibrationCost(64), insertRate));
+          report.scenarios.push(await measureMillionFlows(bed, udp, balancer, calibrationCost(64), insertRate));
         }
       } finally {
         await balancer.close();
@@ -510,7 +510,6 @@ async function measureMillionFlows(
   bed: Testbed,
   udp: UdpDriver,
   balancer: BalancerUnderTest,
-  capacity: number,
   calibrationCost: number,
   insertRatePps: number,
 ): Promise<StormScenario> {
@@ -544,7 +543,7 @@ async function measureMillionFlows(
       flowTableFull: (after.stats.drops['flow-table-full'] ?? 0) - (before.stats.drops['flow-table-full'] ?? 0),
       rssBytesPerFlow: held > 0 ? (balancer.rssAfterCreate - balancer.rssBeforeCreate) / held : 0,
       tableBytesPerFlow: natFlowTableBytes(),
-      capacity,
+      capacity: after.stats.flows.capacity,
     };
   } catch (error) {
     return { name: 'flows-1m-l4lb-nat', kind: 'storm', forwarder: 'l4lb-nat', status: 'failed', reason: (error as Error).message.split('\n')[0]! };

@@ -346,9 +346,18 @@ export interface NativeBench {
   SchedulerPick: new (kind: string, backends: number) => { run(iterations: number): number };
   FlowTableMicro: new (slots: number, flows: number) => {
     lookupHits(iterations: number): number;
+    /** Lookups in bursts of the engine's size, each burst hashed and prefetched first. */
+    lookupBurstHits(iterations: number): number;
     lookupMisses(iterations: number): number;
     insertRemove(iterations: number): number;
+    /** The table's memory: slots and side arrays. */
     bytes(): number;
+    /** Flows the constructor placed. */
+    held(): number;
+    /** Nanoseconds the constructor spent inserting them. */
+    fillNs(): number;
+    /** Frees the table; every other method then throws. */
+    release(): void;
   };
   /** kind: copy | parse | nat | fullnat | dr | ipip | gre. */
   Rewrite: new (kind: string, frame: Uint8Array) => { run(iterations: number): number };
@@ -357,6 +366,8 @@ export interface NativeBench {
   /** Nanoseconds one Maglev build took (0 if it failed). */
   maglevBuildNs(backends: number, tableSize: number): number;
   readonly flowTableBytesPerSlot: number;
+  /** Slots the engine gives a table sized for this many IPv4 nat flows (flows.capacity). */
+  flowTableSlotsFor(flows: number): number;
 }
 
 /** The addon's exports, as seen from TypeScript. */

@@ -321,9 +321,13 @@ class FlowTableHandle : public Napi::ObjectWrap<FlowTableHandle> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "FlowTableMicro",
                        {InstanceMethod<&FlowTableHandle::LookupHits>("lookupHits"),
+                        InstanceMethod<&FlowTableHandle::LookupBurstHits>("lookupBurstHits"),
                         InstanceMethod<&FlowTableHandle::LookupMisses>("lookupMisses"),
                         InstanceMethod<&FlowTableHandle::InsertRemove>("insertRemove"),
-                        InstanceMethod<&FlowTableHandle::Bytes>("bytes")});
+                        InstanceMethod<&FlowTableHandle::Bytes>("bytes"),
+                        InstanceMethod<&FlowTableHandle::Held>("held"),
+                        InstanceMethod<&FlowTableHandle::FillNs>("fillNs"),
+                        InstanceMethod<&FlowTableHandle::Release>("release")});
   }
   explicit FlowTableHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FlowTableHandle>(info) {
     if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) {
@@ -336,15 +340,29 @@ class FlowTableHandle : public Napi::ObjectWrap<FlowTableHandle> {
 
  private:
   Napi::Value LookupHits(const Napi::CallbackInfo& info) {
-    return Num(info.Env(), static_cast<double>(kernel_->lookup_hits(Iterations(info))));
+    return Num(info.Env(), static_cast<double>(kernel(info).lookup_hits(Iterations(info))));
+  }
+  Napi::Value LookupBurstHits(const Napi::CallbackInfo& info) {
+    return Num(info.Env(), static_cast<double>(kernel(info).lookup_burst_hits(Iterations(info))));
   }
   Napi::Value LookupMisses(const Napi::CallbackInfo& info) {
-    return Num(info.Env(), static_cast<double>(kernel_->lookup_misses(Iterations(info))));
+    return Num(info.Env(), static_cast<double>(kernel(info).lookup_misses(Iterations(info))));
   }
   Napi::Value InsertRemove(const Napi::CallbackInfo& info) {
-    return Num(info.Env(), static_cast<double>(kernel_->insert_remove(Iterations(info))));
+    return Num(info.Env(), static_cast<double>(kernel(info).insert_remove(Iterations(info))));
   }
-  Napi::Value Bytes(const Napi::CallbackInfo& info) { return Num(info.Env(), static_cast<double>(kernel_->bytes())); }
+  Napi::Value Bytes(const Napi::CallbackInfo& info) { return Num(info.Env(), static_cast<double>(kernel(info).bytes())); }
+  Napi::Value Held(const Napi::CallbackInfo& info) { return Num(info.Env(), static_cast<double>(kernel(info).held())); }
+  Napi::Value FillNs(const Napi::CallbackInfo& info) { return Num(info.Env(), static_cast<double>(kernel(info).fill_ns())); }
+  bench::FlowTableKernel& kernel(const Napi::CallbackInfo& info) {
+    if (!kernel_) throw Napi::Error::New(info.Env(), "FlowTableMicro: released");
+    return *kernel_;
+  }
+  // Frees the table now (a large one should not wait for the garbage collector).
+  Napi::Value Release(const Napi::CallbackInfo& info) {
+    kernel_.reset();
+    return info.Env().Undefined();
+  }
   std::unique_ptr<bench::FlowTableKernel> kernel_;
 };
 
@@ -418,6 +436,14 @@ Napi::Object DefineBench(Napi::Env env) {
   bench.Set("EngineStep", EngineStepHandle::Define(env));
   bench.Set("maglevBuildNs", Napi::Function::New(env, MaglevBuildNs, "maglevBuildNs"));
   bench.Set("flowTableBytesPerSlot", Num(env, static_cast<double>(core::kFlowTableBytesPerSlot)));
+  bench.Set("flowTableSlotsFor", Napi::Function::New(
+                                     env,
+                                     [](const Napi::CallbackInfo& info) {
+                                       const double flows = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : 0;
+                                       return Num(info.Env(), static_cast<double>(core::FlowTable::slots_for_flows(
+                                                                  flows > 0 ? static_cast<uint64_t>(flows) : 0)));
+                                     },
+                                     "flowTableSlotsFor"));
   return bench;
 }
 
