@@ -27,9 +27,6 @@ constexpr int kMaxKicksPerBurst = 8;
 // Descriptors prepared per tx_burst before the vectors grow (a burst is at
 // most two of the core's bursts).
 constexpr uint32_t kTxBurstCapacity = 256;
-// A queue a dead process held: up to a second for the kernel to release it.
-constexpr int kBusyQueueAttempts = 20;
-constexpr useconds_t kBusyQueueRetryUs = 50'000;
 
 void add(std::atomic<uint64_t>& counter, uint64_t n) {
   counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
@@ -159,16 +156,8 @@ std::unique_ptr<AfXdpPort> AfXdpPort::create(Umem* umem, const std::vector<XskSp
     config.bind_flags = static_cast<uint16_t>(XDP_USE_NEED_WAKEUP | (spec.generic ? XDP_COPY : 0));
     // The UMEM's own fill and completion rings go to its first socket; a
     // socket on another (interface, queue) gets rings of its own.
-    // EBUSY from a queue no live balancer holds (the driver refused earlier
-    // if one did): a process that just died still owns it until the kernel's
-    // deferred release of its socket runs, so try again for a while.
-    int result = 0;
-    for (int attempt = 0; attempt < kBusyQueueAttempts; ++attempt) {
-      result = xsk_socket__create_shared(&socket->xsk, spec.interface.c_str(), spec.queue, umem->handle(), &socket->rx,
-                                         &socket->tx, &socket->fill, &socket->completion, &config);
-      if (result != -EBUSY) break;
-      usleep(kBusyQueueRetryUs);
-    }
+    const int result = xsk_socket__create_shared(&socket->xsk, spec.interface.c_str(), spec.queue, umem->handle(),
+                                                 &socket->rx, &socket->tx, &socket->fill, &socket->completion, &config);
     if (result != 0) {
       socket->xsk = nullptr;
       xdp_socket_fail(error, "AF_XDP socket on " + spec.interface + " queue " + std::to_string(spec.queue), -result);
