@@ -61,7 +61,7 @@ function parseArgs(argv: string[]): Args {
 // ---- the plan -------------------------------------------------------------------------
 
 // l4lb-METHOD runs over af_packet (the default driver), l4lb-af_xdp-METHOD over af_xdp.
-type UdpForwarder = 'mac-only' | `l4lb-${(typeof methods)[number]}` | 'l4lb-af_xdp-nat' | 'routing' | 'nftables-dnat';
+type UdpForwarder = 'mac-only' | 'mac-only-af_xdp' | `l4lb-${(typeof methods)[number]}` | 'l4lb-af_xdp-nat' | 'routing' | 'nftables-dnat';
 
 interface Plan {
   udp: Array<{ forwarder: UdpForwarder; frameSize: number; flows: number; atCalibratedRate: boolean }>;
@@ -76,7 +76,7 @@ interface Plan {
 type HogForwarder = 'l4lb-nat' | 'nftables-dnat';
 const hogForwarders: HogForwarder[] = ['l4lb-nat', 'nftables-dnat'];
 
-const udpForwarders: UdpForwarder[] = ['mac-only', 'l4lb-nat', 'l4lb-af_xdp-nat', 'l4lb-fullnat', 'l4lb-dr', 'l4lb-ipip', 'l4lb-gre', 'routing', 'nftables-dnat'];
+const udpForwarders: UdpForwarder[] = ['mac-only', 'mac-only-af_xdp', 'l4lb-nat', 'l4lb-af_xdp-nat', 'l4lb-fullnat', 'l4lb-dr', 'l4lb-ipip', 'l4lb-gre', 'routing', 'nftables-dnat'];
 const tcpForwarders: TcpForwarder[] = ['l4lb-nat', 'haproxy', 'routing', 'nftables-dnat'];
 const udpName = (s: { forwarder: string; frameSize: number; flows: number }) => `${s.forwarder}-${s.frameSize}b-${s.flows}f`;
 
@@ -85,7 +85,7 @@ function fullPlan(): Plan {
   for (const forwarder of udpForwarders) {
     for (const frameSize of [64, 1500]) {
       for (const flows of [1, 65536]) {
-        const paced = frameSize === 64 && ['l4lb-nat', 'l4lb-af_xdp-nat', 'l4lb-dr', 'l4lb-ipip', 'l4lb-gre', 'mac-only'].includes(forwarder);
+        const paced = frameSize === 64 && ['l4lb-nat', 'l4lb-af_xdp-nat', 'l4lb-dr', 'l4lb-ipip', 'l4lb-gre', 'mac-only', 'mac-only-af_xdp'].includes(forwarder);
         udp.push({ forwarder, frameSize, flows, atCalibratedRate: paced });
       }
     }
@@ -251,7 +251,7 @@ async function main(): Promise<void> {
     const combinations = [...new Set(plan.udp.map((s) => `${s.frameSize}/${s.flows}`))];
     for (const combination of combinations) {
       const specs = plan.udp.filter((s) => `${s.frameSize}/${s.flows}` === combination);
-      for (const group of ['mac-only', 'l4lb', 'l4lb-af_xdp', 'routing', 'nftables-dnat']) {
+      for (const group of ['mac-only', 'mac-only-af_xdp', 'l4lb', 'l4lb-af_xdp', 'routing', 'nftables-dnat']) {
         const groupSpecs = specs.filter((s) =>
           group === 'l4lb' ? s.forwarder.startsWith('l4lb') && !s.forwarder.startsWith('l4lb-af_xdp') : group === 'l4lb-af_xdp' ? s.forwarder.startsWith('l4lb-af_xdp') : s.forwarder === group);
         if (groupSpecs.length === 0) continue;
@@ -262,7 +262,8 @@ async function main(): Promise<void> {
             progress.next(udpName(spec));
             let forwarder: RunningForwarder | undefined;
             try {
-              if (group === 'mac-only') forwarder = await macOnlyForwarder(binding.bench, bed);
+              if (group === 'mac-only') forwarder = await macOnlyForwarder(binding, bed);
+              else if (group === 'mac-only-af_xdp') forwarder = await macOnlyForwarder(binding, bed, 'af_xdp');
               else if (group === 'l4lb' || group === 'l4lb-af_xdp') forwarder = await l4lbForwarder(balancer!, spec.forwarder.split('-').pop() as (typeof methods)[number], bed, spec.forwarder);
               else forwarder = await kernelForwarder(bed, group as 'routing' | 'nftables-dnat');
               report.scenarios.push(await runUdp(spec, forwarder));
@@ -361,7 +362,7 @@ async function main(): Promise<void> {
       for (const b of report.scenarios.filter((x): x is UdpScenario => x.kind === 'udp' && x.status === 'ok' && !x.forwarder.startsWith('l4lb'))) {
         if (b.frameSize !== s.frameSize || b.flows !== s.flows || !b.throughput || !s.throughput) continue;
         // Against the MAC-only forwarder: the forwarding threads' CPU per packet; against the kernel: the CPU added per packet.
-        const threads = b.forwarder === 'mac-only' && b.throughput.forwarderThreadNsPerPacket && s.throughput.forwarderThreadNsPerPacket;
+        const threads = b.forwarder.startsWith('mac-only') && b.throughput.forwarderThreadNsPerPacket && s.throughput.forwarderThreadNsPerPacket;
         s.ratios[b.forwarder] = {
           delivered: s.throughput.deliveredPps / b.throughput.deliveredPps,
           cost: threads ? s.throughput.forwarderThreadNsPerPacket! / b.throughput.forwarderThreadNsPerPacket! : (s.addedNsPerPacket ?? 0) / (b.addedNsPerPacket ?? 1),

@@ -76,6 +76,21 @@ export function evaluateTargets(r: BenchReport): Target[] {
     });
   }
 
+  // 2c. The L4 work over AF_XDP against the AF_XDP floor (the MAC-only forwarder on the same driver).
+  const xdpMac = xdp ? find(r, 'mac-only-af_xdp', 64, [xdp.flows]) : undefined;
+  const xdpThread = xdp?.throughput?.forwarderThreadNsPerPacket;
+  const xdpMacThread = xdpMac?.throughput?.forwarderThreadNsPerPacket;
+  if (xdp && xdpMac && xdpThread && xdpMacThread) {
+    const ratio = xdpThread / xdpMacThread;
+    targets.push({
+      name: `L4 work is cheap over af_xdp: nat, ${xdp.flows} flows, 64 B, vs MAC-only over af_xdp`,
+      target: "<= 1.1x the MAC-only forwarder's thread CPU per packet on the same driver",
+      measured: `${ns(xdpThread)} vs ${ns(xdpMacThread)}: ${ratio.toFixed(2)}x`,
+      met: ratio <= 1.1,
+      ...(ratio > 1.1 ? { gap: `${(ratio / 1.1).toFixed(2)}x the limit` } : {}),
+    });
+  }
+
   // 3. Ahead of the kernel: nat below nftables DNAT's per-packet cost.
   const nft = nat ? find(r, 'nftables-dnat', 64, [nat.flows]) : undefined;
   if (nat?.addedNsPerPacket !== undefined && nft?.addedNsPerPacket !== undefined) {

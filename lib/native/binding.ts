@@ -341,6 +341,8 @@ export interface NativeBench {
     polling?: 'busy' | 'adaptive';
     cpu?: number;
     txMethod?: 'sendmmsg' | 'ring';
+    /** Over the AF_XDP driver instead: its library, and a compiled configuration whose services its XDP program redirects. */
+    afXdp?: { library: string; snapshot: Uint8Array };
   }) => { stats(): NativeMacForwarderStats; close(): void };
   /** run(iterations) picks that many times; returns a checksum of the picks. */
   SchedulerPick: new (kind: string, backends: number) => { run(iterations: number): number };

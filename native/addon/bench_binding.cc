@@ -253,6 +253,17 @@ class MacForwarderHandle : public Napi::ObjectWrap<MacForwarderHandle> {
     options.cpu = static_cast<int32_t>(NumberField(o, "cpu", -1));
     options.tx_method = TxMethodField(o);
     if (o.Get("spinUs").IsNumber()) options.spin_ns = static_cast<uint64_t>(NumberField(o, "spinUs", 50)) * 1000;
+    if (o.Get("afXdp").IsObject()) {
+      Napi::Object a = o.Get("afXdp").As<Napi::Object>();
+      if (!a.Get("library").IsString() || !a.Get("snapshot").IsTypedArray()) {
+        CodedError(env, "EINVAL", "MacForwarder: afXdp needs library (a path) and snapshot (a configuration's bytes)").ThrowAsJavaScriptException();
+        return;
+      }
+      Napi::Uint8Array snapshot = a.Get("snapshot").As<Napi::Uint8Array>();
+      options.driver = "af_xdp";
+      options.af_xdp_library = a.Get("library").As<Napi::String>().Utf8Value();
+      options.snapshot.assign(snapshot.Data(), snapshot.Data() + snapshot.ByteLength());
+    }
     io::PortError error;
     forwarder_ = bench::MacForwarder::create(options, &error);
     if (!forwarder_) CodedError(env, error.code, error.message).ThrowAsJavaScriptException();
