@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <functional>
 
 #include "bench/bench_clock.h"
 #include "core/forward.h"
@@ -58,20 +59,10 @@ bool MacForwarder::open_driver(io::PortError* error) {
     *error = io::PortError{"EPORT_OPTIONS", std::string("MAC-only forwarder over af_xdp: snapshot: ") + invalid, 0};
     return false;
   }
-  // The driver opens its interfaces in the calling thread's network
-  // namespace: open it from a thread that enters the forwarder's. Its
-  // sockets then serve any thread.
-  std::thread opener([&] {
-    if (!options_.netns_path.empty()) {
-      const int fd = ::open(options_.netns_path.c_str(), O_RDONLY | O_CLOEXEC);
-      const bool entered = fd >= 0 && setns(fd, CLONE_NEWNET) == 0;
-      const int error_number = errno;
-      if (fd >= 0) ::close(fd);
-      if (!entered) {
-        *error = io::PortError{"EPORT_NETNS", "entering " + options_.netns_path + ": " + strerror(error_number), error_number};
-        return;
-      }
-    }
+  // The driver opens (and closes) its interfaces in the calling thread's
+  // network namespace: open it from a thread that enters the forwarder's.
+  // Its sockets then serve any thread.
+  in_netns([&] {
     io::DriverSpec spec;
     spec.name = "af_xdp";
     spec.af_xdp.library = options_.af_xdp_library;
@@ -85,12 +76,30 @@ bool MacForwarder::open_driver(io::PortError* error) {
       return;
     }
     driver_ = std::move(driver);
-  });
-  opener.join();
+  }, error);
   if (!driver_) return false;
   ports_[0] = &driver_->port(0, 0);
   ports_[1] = &driver_->port(0, 1);
   return true;
+}
+
+bool MacForwarder::in_netns(const std::function<void()>& work, io::PortError* error) const {
+  bool entered = true;
+  std::thread runner([&] {
+    if (!options_.netns_path.empty()) {
+      const int fd = ::open(options_.netns_path.c_str(), O_RDONLY | O_CLOEXEC);
+      entered = fd >= 0 && setns(fd, CLONE_NEWNET) == 0;
+      const int error_number = errno;
+      if (fd >= 0) ::close(fd);
+      if (!entered) {
+        if (error) *error = io::PortError{"EPORT_NETNS", "entering " + options_.netns_path + ": " + strerror(error_number), error_number};
+        return;
+      }
+    }
+    work();
+  });
+  runner.join();
+  return entered;
 }
 
 MacForwarder::~MacForwarder() { stop(); }
@@ -99,6 +108,12 @@ void MacForwarder::stop() {
   running_.store(false, std::memory_order_relaxed);
   waits_.wake();
   if (thread_.joinable()) thread_.join();
+  // The driver detaches its XDP program from the interfaces of the namespace
+  // it runs in: close it there.
+  if (driver_) {
+    ports_[0] = ports_[1] = nullptr;
+    in_netns([&] { driver_.reset(); }, nullptr);
+  }
 }
 
 void MacForwarder::loop() {
@@ -142,6 +157,7 @@ void MacForwarder::loop() {
 MacForwarderStats MacForwarder::stats() const {
   MacForwarderStats s;
   for (const io::Port* port : ports_) {
+    if (port == nullptr) continue;  // stopped
     const io::PortCounters c = port->counters();
     s.rx_packets += c.rx_packets;
     s.tx_packets += c.tx_packets;

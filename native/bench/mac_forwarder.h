@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -71,6 +72,9 @@ class MacForwarder {
   void loop();
 
   bool open_driver(io::PortError* error);
+  // Runs `work` on a thread in options_.netns_path (or this namespace); false
+  // when it could not enter it (then *error, if given, says why).
+  bool in_netns(const std::function<void()>& work, io::PortError* error) const;
 
   MacForwarderOptions options_;
   std::unique_ptr<io::AfPacketPort> packet_ports_[2];
