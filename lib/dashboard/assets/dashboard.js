@@ -55,7 +55,9 @@
 
   function spark(svg, values) {
     const max = Math.max(1, ...values);
-    const points = values.map((v, i) => `${((i / (historyLength - 1)) * 100).toFixed(1)},${(23 - (v / max) * 22).toFixed(1)}`).join(' ');
+    // The newest value at the right edge; a young history starts part-way in.
+    const offset = historyLength - values.length;
+    const points = values.map((v, i) => `${(((offset + i) / (historyLength - 1)) * 100).toFixed(1)},${(23 - (v / max) * 22).toFixed(1)}`).join(' ');
     const line = document.createElementNS('http://www.w3.org/2000/svg', 'polyline');
     line.setAttribute('points', points);
     svg.replaceChildren(line);
@@ -204,7 +206,7 @@
 
     rows(
       'workers',
-      stats.workers.map((w, i) => ({ cells: [String(i), count(w.packets), decimal.format(w.busyNsPerPacket), String(w.configGeneration)] })),
+      stats.workers.map((w, i) => ({ cells: [String(i), count(w.packets), (w.busyNsPerPacket >= 100 ? integer : decimal).format(w.busyNsPerPacket), String(w.configGeneration)] })),
       'no workers',
       4,
     );
