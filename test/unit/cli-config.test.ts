@@ -39,6 +39,7 @@ describe('configuration files that are accepted', () => {
     ]);
     expect(config.controlSocket).toBe('/run/l4lb/l4lb.sock');
     expect(config.metrics).toEqual({ host: '127.0.0.1', port: 9100 });
+    expect(config.dashboard).toEqual({ host: '127.0.0.1', port: 8080 });
     expect(config.services[0]!.normalized.healthCheck.expectBody).toEqual(/^ok/);
     expect(config.services[1]!.backends.map((b) => b.key)).toEqual(['198.18.1.20:53', '198.18.1.21:53']);
   });
