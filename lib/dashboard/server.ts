@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
 import type { LoadBalancerRates, LoadBalancerStats, RateOptions } from '../config/types.js';
-import { L4lbError } from '../errors.js';
+import { L4lbError, StateError } from '../errors.js';
 import { dashboardUrl, type DashboardOptions, isLoopback, validateDashboardOptions } from './options.js';
 
 /** What the dashboard reads: a LoadBalancer, or anything with the same stats() and rates() (possibly async, e.g. over IPC). */
@@ -125,7 +125,7 @@ export async function startDashboard(source: DashboardSource, options: Dashboard
   const checkHost = isLoopback(settings.host);
 
   const snapshot = async (): Promise<DashboardSnapshot> => {
-    if (source.closed) throw new L4lbError('ECLOSED', 'the load balancer is closed');
+    if (source.closed) throw new StateError('ECLOSED', 'the load balancer is closed');
     const [stats, rates] = await Promise.all([source.stats(), source.rates({ windowMs: settings.rateWindowMs })]);
     return { at: new Date().toISOString(), intervalMs: settings.intervalMs, rateWindowMs: settings.rateWindowMs, stats, rates };
   };
