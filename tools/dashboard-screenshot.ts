@@ -74,14 +74,19 @@ const decodeOut = (f: Buffer) => ({
   dport: f.readUInt16BE(36),
 });
 
-// Forwarded frames to a backend get a reply from it, as a real server would send.
+// Forwarded frames to a backend get a reply from it, as a real server would
+// send; a SYN's answer gets the client's first data segment, as its stack
+// would send once the handshake is done.
 async function answer(): Promise<void> {
   const frames = await lb.memoryPort('out').take({ timeoutMs: 0 });
   for (const f of frames) {
     const p = decodeOut(f);
     if (!backends.includes(p.dst)) continue;
-    const l4: L4Spec = p.protocol === 6 ? { kind: 'tcp', sport: p.dport, dport: p.sport, flags: 'SA', seq: 9000, ack: 1001 } : { kind: 'udp', sport: p.dport, dport: p.sport, payload: Buffer.from('answer') };
+    const syn = p.protocol === 6 && (f[47]! & 0x02) !== 0;
+    if (p.protocol === 6 && !syn) continue;
+    const l4: L4Spec = syn ? { kind: 'tcp', sport: p.dport, dport: p.sport, flags: 'SA', seq: 9000, ack: 1001 } : { kind: 'udp', sport: p.dport, dport: p.sport, payload: Buffer.from('answer') };
     lb.memoryPort('out').inject(frame({ src: backendMac(p.dst), dst: outMac }, { src: p.dst, dst: p.src, l4 }));
+    if (syn) lb.memoryPort('in').inject(toVip(p.src, { kind: 'tcp', sport: p.sport, dport: 80, flags: 'PA', seq: 1001, ack: 9001, payload: Buffer.alloc(600, 0x61) }));
   }
   await lb.memoryPort('in').take({ timeoutMs: 0 }); // the replies the balancer sent toward the clients
 }
@@ -95,7 +100,6 @@ while (Date.now() - started < seconds * 1000) {
     const client = `198.18.0.${10 + (port % 200)}`;
     port = port >= 65000 ? 1024 : port + 1;
     lb.memoryPort('in').inject(toVip(client, { kind: 'tcp', sport: port, dport: 80, flags: 'S', seq: 1000 }));
-    lb.memoryPort('in').inject(toVip(client, { kind: 'tcp', sport: port, dport: 80, flags: 'PA', seq: 1001, ack: 9001, payload: Buffer.alloc(600, 0x61) }));
     if (i % 2 === 0) lb.memoryPort('in').inject(toVip(client, { kind: 'udp', sport: port, dport: 53, payload: Buffer.from('query') }));
   }
   for (let i = 0; i < 2; i++) lb.memoryPort('in').inject(toVip('198.18.0.77', { kind: 'tcp', sport: 40000 + i, dport: 80, flags: 'S', checksumError: 1 }));
