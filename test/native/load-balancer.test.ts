@@ -162,6 +162,22 @@ describe('forwarding and statistics', () => {
     });
   });
 
+  it("drops a nat flow whose reply tuple another flow owns as reply-tuple-in-use, not as a full table", async () => {
+    const lb = await balancer();
+    // Two VIPs with the same backend: a client port used toward both gives both flows the reply tuple backend:8080 <- client:port.
+    for (const address of [vip, '198.18.0.101']) {
+      lb.addService({ address, port: 80, healthCheck: { type: 'none' } }).addBackend({ address: backendAddress(2), port: 8080 });
+    }
+    await settled(lb);
+    expect(lb.memoryPort('in').inject(toVip(tcp(40000, 'S')))).toBe(true);
+    expect(await lb.memoryPort('out').take({ count: 1, timeoutMs: 2000 })).toHaveLength(1);
+    expect(lb.memoryPort('in').inject(toVip(tcp(40000, 'S'), '198.18.0.101'))).toBe(true);
+    await until(() => (lb.stats().drops['reply-tuple-in-use'] ?? 0) === 1, 2000, 'the clash counted');
+    const s = lb.stats();
+    expect(s.drops['flow-table-full']).toBe(0);
+    expect(s.flows.active).toBe(1);
+  });
+
   it('rewrites toward the backend with its next-hop MAC and translates replies back from the VIP', async () => {
     const lb = await balancer();
     const web = lb.addService({ address: vip, port: 80, healthCheck: { type: 'none' } });
