@@ -52,6 +52,13 @@ export class SchedulerHookError extends L4lbError {}
  */
 export class DataPlaneError extends L4lbError {}
 
+/**
+ * Route announcement through BIRD failed: BIRD is missing ('EBGP_UNAVAILABLE',
+ * naming Debian package bird2), refused its configuration ('EBGP_CONFIG') or
+ * stopped ('EBGP_STOPPED').
+ */
+export class RouteAnnouncementError extends L4lbError {}
+
 /** Wraps an error thrown by the addon (an Error with a `code`) into a DataPlaneError with this stack. */
 export function fromNativeError(error: unknown, path?: string): L4lbError {
   if (error instanceof L4lbError) return error;

@@ -6,6 +6,7 @@ export {
   DriverError,
   SchedulerHookError,
   DataPlaneError,
+  RouteAnnouncementError,
 } from './errors.js';
 export { LoadBalancer, type LoadBalancerEvents } from './load-balancer.js';
 export { Service } from './service.js';

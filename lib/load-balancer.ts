@@ -37,6 +37,7 @@ import {
   validateWeight,
 } from './config/validate.js';
 import { createDriver, type DataPlaneDriver, MemoryPort } from './driver/index.js';
+import { VipAnnouncements } from './bgp/index.js';
 import { DriverError, fromNativeError, type L4lbError, SchedulerHookError, StateError, ValidationError } from './errors.js';
 import { checkFor, HealthMonitor } from './health/index.js';
 import type { BackendRecord, ConfigState, Controller, ServiceRecord } from './model.js';
@@ -140,6 +141,8 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
   #reader: StatsReader | undefined;
   #rings: EventRingReader[] = [];
   #flowRings: FlowEventRingReader[] = [];
+  /** Route announcement of the VIPs (option bgp). */
+  #routes: VipAnnouncements | undefined;
   /** The flow table's size as the data plane built it (set at start). */
   #flowTableSize = { capacity: 0, memoryBytes: 0, slots: 0 };
   #flowEventsDelivered = 0;
@@ -181,6 +184,7 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
     reportDriverError = (error) => lb.#emitError(error);
     try {
       await lb.#start();
+      if (normalized.bgp) lb.#routes = await VipAnnouncements.start(normalized.bgp, () => lb.stats().services, (error) => lb.#emitError(error));
     } catch (error) {
       await lb.close();
       throw error instanceof Error && 'code' in error ? error : fromNativeError(error);
@@ -415,6 +419,7 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
         events: this.#flowEventsDelivered,
         dropped: this.#flowRings.reduce((n, ring) => n + ring.lost, 0),
       },
+      ...(this.#routes ? { bgp: this.#routes.stats() } : {}),
     };
   }
 
@@ -599,6 +604,9 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
   close(): Promise<void> {
     if (this.#closing) return this.#closing;
     this.#closing = (async () => {
+      // Withdrawn first: the routers move the traffic to other balancers while this one still forwards.
+      await this.#routes?.close().catch(() => undefined);
+      this.#routes = undefined;
       await Promise.allSettled([...this.#dashboards].map((dashboard) => dashboard.close()));
       if (this.#eventTimer) clearInterval(this.#eventTimer);
       this.#eventTimer = undefined;
@@ -896,6 +904,9 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
       this.emit(up ? 'service-up' : 'service-down', { service: service.handle, state: up ? 'up' : 'down' });
     }
     for (const id of this.#serviceUp.keys()) if (!present.has(id)) this.#serviceUp.delete(id);
+    // A health flip reaches the routers now, not at the next periodic read
+    // (once this change is committed: poke reads stats()).
+    if (this.#routes) setImmediate(() => void this.#routes?.poke());
   }
 
   #emitError(error: L4lbError): void {

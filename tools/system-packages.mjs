@@ -34,6 +34,7 @@ export const systemPackages = [
   { name: 'pkg-config', for: ['e2e'], command: 'pkg-config', why: 'finds libxdp and libbpf, so that the AF_XDP driver (l4lb_af_xdp.so) is built' },
   { name: 'libxdp-dev', for: ['e2e'], file: '/usr/include/xdp/xsk.h', why: 'AF_XDP sockets for the af_xdp driver (optional: without it the addon builds without that driver)' },
   { name: 'libbpf-dev', for: ['e2e'], file: '/usr/include/bpf/libbpf.h', why: "loads and attaches the af_xdp driver's XDP program" },
+  { name: 'bird2', for: ['e2e'], command: 'bird', why: 'BIRD: route announcement of the VIPs over BGP (option bgp), its e2e test' },
   { name: 'chromium', for: ['browser'], command: 'chromium', why: "headless Chromium: the dashboard's browser tests and docs/dashboard.png (tools/dashboard-screenshot.ts)" },
   { name: 'libclang-rt-14-dev', for: ['fuzz'], file: '/usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a', why: "libFuzzer's runtime" },
 ];

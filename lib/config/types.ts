@@ -11,6 +11,48 @@ export type Polling = 'adaptive' | 'busy';
 export type BackendState = 'up' | 'down';
 export type ServiceState = 'up' | 'down';
 
+export interface BgpNeighbour {
+  /** The peer's IPv4 address. */
+  address: string;
+  /** Its AS number. */
+  as: number;
+  /** TCP MD5 password of the session. */
+  password?: string;
+}
+
+export interface BgpOptions {
+  /** The balancer's AS number. */
+  localAs: number;
+  /** BIRD's router id (an IPv4 address); default: BIRD chooses the lowest address of the host. */
+  routerId?: string;
+  neighbours: BgpNeighbour[];
+  /** The next hop announced; default: the address of each session (next hop self). */
+  nextHop?: string;
+  /** Standard communities ('65000:100') on every announcement. */
+  communities?: string[];
+  /** MED of a VIP with a backend up (default 0), and of one whose up backends all drain at weight 0 (default 100). */
+  med?: { up?: number; draining?: number };
+  /** Session hold time in seconds (default 9; keepalives every third of it). */
+  holdTimeS?: number;
+  /** The bird binary (default 'bird' on the PATH: Debian package bird2). */
+  birdPath?: string;
+  /** birdc (default 'birdc' on the PATH). */
+  birdcPath?: string;
+  /** Where BIRD's configuration and control socket go (default /run/l4lb/bird-PID). */
+  runDirectory?: string;
+}
+
+/** What stats().bgp reports of the announcements. */
+export interface BgpStats {
+  /** Each VIP: announced (with its MED) or withdrawn. */
+  routes: Array<{ prefix: string; state: 'announced' | 'withdrawn'; med?: number }>;
+  /** Each neighbour's session as BIRD reports it ('Established', 'Active', 'Connect', ...). */
+  neighbours: Array<{ address: string; as: number; state: string }>;
+  /** Configurations BIRD accepted and refused since start. */
+  reconfigurations: number;
+  errors: number;
+}
+
 export interface FlowOptions {
   /**
    * IPv4 nat flows the table holds at its design load of 90% (default 262144): 2 slots of 32 bytes
@@ -103,6 +145,8 @@ export interface LoadBalancerOptions {
    * counts them (stats().flowEvents.dropped).
    */
   flowEvents?: boolean | { records?: number };
+  /** Announce each VIP over BGP through a BIRD the balancer runs (docs/scale-out.md). */
+  bgp?: BgpOptions;
   /** Required with driver 'memory'. */
   memory?: MemoryDriverOptions;
   /** Tuning of driver 'af_packet'. */
@@ -350,6 +394,8 @@ export interface LoadBalancerStats {
   counters: Record<string, number>;
   /** Flow events (LoadBalancerOptions.flowEvents): delivered as 'flow', and dropped because a worker's ring was full. */
   flowEvents: { enabled: boolean; events: number; dropped: number };
+  /** Route announcement (option bgp): each VIP's route and each neighbour's session. */
+  bgp?: BgpStats;
 }
 
 export interface RateOptions {

@@ -81,6 +81,21 @@ export interface NormalizedOptions {
   /** Records per worker flow-event ring; 0: no flow events. */
   flowEventRecords: number;
   memory: NormalizedMemory | undefined;
+  bgp: NormalizedBgp | undefined;
+}
+
+export interface NormalizedBgp {
+  localAs: number;
+  routerId: string | undefined;
+  neighbours: Array<{ address: string; as: number; password: string | undefined }>;
+  nextHop: string | undefined;
+  /** [asn, value] pairs. */
+  communities: Array<[number, number]>;
+  med: { up: number; draining: number };
+  holdTimeS: number;
+  birdPath: string;
+  birdcPath: string;
+  runDirectory: string | undefined;
 }
 
 export type HealthCheckKind = 'tcp' | 'http' | 'udp' | 'none' | 'function';
@@ -313,6 +328,7 @@ const optionKeys = [
   'memory',
   'afPacket',
   'afXdp',
+  'bgp',
 ] as const;
 
 /** Validates LoadBalancer.create's options and fills in the defaults. */
@@ -443,6 +459,54 @@ export function validateLoadBalancerOptions(input: LoadBalancerOptions | unknown
     memory,
     afPacket,
     afXdp,
+    bgp: o.bgp === undefined ? undefined : validateBgp(o.bgp, join(base, 'bgp')),
+  };
+}
+
+const asNumberMax = 0xffffffff;
+
+function validateBgp(input: unknown, path: string): NormalizedBgp {
+  const b = object(input, path);
+  knownKeys(b, ['localAs', 'routerId', 'neighbours', 'nextHop', 'communities', 'med', 'holdTimeS', 'birdPath', 'birdcPath', 'runDirectory'], path, 'bgp');
+  const text = (value: unknown, at: string, fallback: string) => {
+    if (value === undefined) return fallback;
+    if (typeof value !== 'string' || value === '' || /[\s"';{}]/.test(value)) fail('EINVAL_TYPE', at, 'must be a non-empty string without spaces, quotes, ; or braces', value);
+    return value;
+  };
+  const neighboursPath = join(path, 'neighbours');
+  const neighbours = array(b.neighbours, neighboursPath).map((n, i) => {
+    const at = join(neighboursPath, i);
+    const o = object(n, at);
+    knownKeys(o, ['address', 'as', 'password'], at, 'a BGP neighbour');
+    return { address: ipv4(o.address, join(at, 'address')), as: integer(o.as, join(at, 'as'), 1, asNumberMax), password: o.password === undefined ? undefined : text(o.password, join(at, 'password'), '') };
+  });
+  if (neighbours.length === 0) fail('EINVAL_RANGE', neighboursPath, 'must name at least one neighbour', undefined, false);
+  neighbours.forEach((n, i) => {
+    if (neighbours.findIndex((m) => m.address === n.address) !== i) fail('EDUPLICATE', join(join(neighboursPath, i), 'address'), 'names a neighbour a second time', n.address);
+  });
+  const communitiesPath = join(path, 'communities');
+  const communities = (b.communities === undefined ? [] : array(b.communities, communitiesPath)).map((c, i): [number, number] => {
+    const match = typeof c === 'string' ? /^(\d{1,5}):(\d{1,5})$/.exec(c) : null;
+    if (!match || Number(match[1]) > 0xffff || Number(match[2]) > 0xffff) fail('EINVAL_TYPE', join(communitiesPath, i), "must be a standard community 'ASN:VALUE' (each 0-65535)", c);
+    return [Number(match[1]), Number(match[2])];
+  });
+  const medPath = join(path, 'med');
+  const med = b.med === undefined ? {} : object(b.med, medPath);
+  knownKeys(med, ['up', 'draining'], medPath, 'bgp.med');
+  const runDirectory = b.runDirectory === undefined ? undefined : text(b.runDirectory, join(path, 'runDirectory'), '');
+  if (runDirectory !== undefined && !runDirectory.startsWith('/')) fail('EINVAL_TYPE', join(path, 'runDirectory'), 'must be an absolute path', runDirectory);
+  return {
+    localAs: integer(b.localAs, join(path, 'localAs'), 1, asNumberMax),
+    routerId: b.routerId === undefined ? undefined : ipv4(b.routerId, join(path, 'routerId')),
+    neighbours,
+    nextHop: b.nextHop === undefined ? undefined : ipv4(b.nextHop, join(path, 'nextHop')),
+    communities,
+    med: { up: optionalInteger(med.up, join(medPath, 'up'), 0, asNumberMax, 0), draining: optionalInteger(med.draining, join(medPath, 'draining'), 0, asNumberMax, 100) },
+    // BIRD accepts 3-65535 s (0 turns keepalives off, which a balancer must not do).
+    holdTimeS: optionalInteger(b.holdTimeS, join(path, 'holdTimeS'), 3, 65535, 9),
+    birdPath: text(b.birdPath, join(path, 'birdPath'), 'bird'),
+    birdcPath: text(b.birdcPath, join(path, 'birdcPath'), 'birdc'),
+    runDirectory,
   };
 }
 

@@ -64,7 +64,7 @@ describe('validateLoadBalancerOptions', () => {
         code: 'EINVAL_UNKNOWN_FIELD',
         path: 'worker',
         message:
-          'worker is not an option of a load balancer (known: interfaces, driver, workers, polling, spinMs, flows, localAddresses, fullnatPorts, maxBackends, hashKey, checksums, answerEcho, flowEvents, memory, afPacket, afXdp)',
+          'worker is not an option of a load balancer (known: interfaces, driver, workers, polling, spinMs, flows, localAddresses, fullnatPorts, maxBackends, hashKey, checksums, answerEcho, flowEvents, memory, afPacket, afXdp, bgp)',
       },
     ],
     ['no interfaces', { ...good, interfaces: [] }, { code: 'EINVAL_RANGE', path: 'interfaces', message: 'interfaces must name 1 to 64 interfaces, got 0' }],
