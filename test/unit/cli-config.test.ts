@@ -79,6 +79,15 @@ describe('configuration files that are accepted', () => {
     expect(refusal('balancer: { interfaces: [eth0], driver: af_xdp, afXdp: { ringSize: 1000 } }\n')).toMatchObject({ code: 'EINVAL_RANGE', path: 'balancer.afXdp.ringSize' });
   });
 
+  it('balancer.bgp: the route announcement, validated with the rest of the file', () => {
+    const config = parseConfig('balancer:\n  interfaces: [eth0]\n  bgp:\n    localAs: 65001\n    neighbours: [{ address: 198.18.0.254, as: 65000 }]\n    communities: ["65001:80"]\n', 'l4lb.yaml');
+    expect(config.normalizedBalancer.bgp).toMatchObject({ localAs: 65001, neighbours: [{ address: '198.18.0.254', as: 65000 }], communities: [[65001, 80]] });
+    expect(refusal('balancer:\n  interfaces: [eth0]\n  bgp:\n    localAs: 65001\n    neighbours: [{ address: 198.18.0.254, as: 0 }]\n')).toMatchObject({
+      code: 'EINVAL_RANGE',
+      path: 'balancer.bgp.neighbours[0].as',
+    });
+  });
+
   it('fills in defaults: protocol tcp, method nat, backend port = service port', () => {
     const config = parseConfig(`${eth0}services:\n  - { address: 198.18.0.100, port: 80, backends: [{ address: 198.18.1.2 }] }\n`, 'x.yaml');
     expect(config.services[0]!.key).toBe('198.18.0.100:80/tcp');
