@@ -141,7 +141,11 @@ export class BirdAnnouncer {
       if (ownsDirectory) rmSync(directory, { recursive: true, force: true });
       throw birdFailure(error, options.birdPath);
     }
-    const bird = spawn(options.birdPath, ['-f', '-c', config, '-s', join(directory, 'bird.ctl'), '-P', join(directory, 'bird.pid')], {
+    // setpriv --pdeathsig: BIRD gets SIGTERM when the balancer's process
+    // dies, however it dies, so that a killed balancer's BIRD closes its
+    // sessions (the routers withdraw its routes) instead of announcing VIPs
+    // nobody forwards.
+    const bird = spawn('setpriv', ['--pdeathsig', 'TERM', '--', options.birdPath, '-f', '-c', config, '-s', join(directory, 'bird.ctl'), '-P', join(directory, 'bird.pid')], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let stderr = '';
@@ -152,14 +156,19 @@ export class BirdAnnouncer {
     const exited = new Promise<never>((_, reject) =>
       bird.once('exit', (code, signal) => reject(new RouteAnnouncementError('EBGP_STOPPED', `BIRD exited at start (${signal ?? `status ${code}`}): ${stderr.trim() || 'no message'}`))),
     );
-    bird.once('error', () => undefined);  // ENOENT was ruled out by bird -p; 'exit' reports the rest
+    const failed = new Promise<never>((_, reject) =>
+      bird.once('error', (error) =>
+        reject(new RouteAnnouncementError('EBGP_UNAVAILABLE', `bgp: starting BIRD under setpriv failed (${error.message}): install Debian package util-linux`, { cause: error })),
+      ),
+    );
     try {
-      await Promise.race([announcer.#waitForSocket(), exited]);
+      await Promise.race([announcer.#waitForSocket(), exited, failed]);
     } catch (error) {
       await announcer.#stop();
       throw error;
     }
     exited.catch(() => undefined);
+    failed.catch(() => undefined);
     return announcer;
   }
 
@@ -249,7 +258,7 @@ export class BirdAnnouncer {
   }
 
   async #stop(): Promise<void> {
-    if (this.bird.exitCode === null && this.bird.signalCode === null) {
+    if (this.bird.pid !== undefined && this.bird.exitCode === null && this.bird.signalCode === null) {
       const exited = new Promise((resolve) => this.bird.once('exit', resolve));
       this.bird.kill('SIGTERM');
       const timer = setTimeout(() => this.bird.kill('SIGKILL'), 3000);
