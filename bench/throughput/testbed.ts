@@ -39,9 +39,6 @@ export const FULLNAT_LOCAL = ['198.18.1.50', '198.18.1.51'];
 /** A MAC nobody owns: frames to it are dropped by the sink's kernel at L2, after its packet socket saw them. */
 export const SINK_FAKE_MAC = '02:be:0c:5e:00:01';
 
-export function ipv4ToNumber(address: string): number {
-  return address.split('.').reduce((acc, octet) => acc * 256 + Number(octet), 0) >>> 0;
-}
 
 export interface Testbed {
   lab: Lab;

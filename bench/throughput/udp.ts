@@ -2,7 +2,8 @@
 // everything that costs CPU is sampled before and after.
 import type { NativeBench, NativeTrafficGenerator, NativeTrafficSink } from '../../lib/native/binding.js';
 import { cpuDelta, type CoreUse, sampleCpu, softirqThreadsCpuNs } from './cpu.js';
-import { GENERATOR_ADDRESS, SINK_FAKE_MAC, type Testbed, UDP_PORT, VIP, ipv4ToNumber } from './testbed.js';
+import { ipv4ToNumber } from '../../lib/config/addresses.js';
+import { GENERATOR_ADDRESS, SINK_FAKE_MAC, type Testbed, UDP_PORT, VIP } from './testbed.js';
 
 export interface ForwarderCounters {
   /** Frames the forwarder received. */

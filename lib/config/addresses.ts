@@ -7,6 +7,11 @@ export function ipv4ToNumber(address: string): number {
   return address.split('.').reduce((acc, octet) => acc * 256 + Number(octet), 0) >>> 0;
 }
 
+/** The netmask of a prefix length, host order: 24 -> 0xffffff00. */
+export function prefixMask(prefixLength: number): number {
+  return prefixLength === 0 ? 0 : (~0 << (32 - prefixLength)) >>> 0;
+}
+
 export function numberToIpv4(value: number): string {
   return [24, 16, 8, 0].map((shift) => (value >>> shift) & 0xff).join('.');
 }

@@ -11,6 +11,7 @@ import { probeNeighbour } from '../host/next-hops.js';
 import { TableMonitor } from '../host/table-monitor.js';
 import type { NativeEngineOptions } from '../native/binding.js';
 import type { DataPlaneDriver, DriverContext, DriverInterface, DriverRoute, NextHop } from './driver.js';
+import { prefixMask } from '../config/addresses.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -64,16 +65,13 @@ async function ipJson<T>(args: string[], driver: string): Promise<T> {
   }
 }
 
-function mask(prefixLength: number): number {
-  return prefixLength === 0 ? 0 : (~0 << (32 - prefixLength)) >>> 0;
-}
 
 function parsePrefix(dst: string): { network: number; prefixLength: number } | undefined {
   if (dst === 'default') return { network: 0, prefixLength: 0 };
   const [address, length] = dst.split('/');
   try {
     const prefixLength = length === undefined ? 32 : Number(length);
-    return { network: (ipv4ToNumber(address!) & mask(prefixLength)) >>> 0, prefixLength };
+    return { network: (ipv4ToNumber(address!) & prefixMask(prefixLength)) >>> 0, prefixLength };
   } catch {
     return undefined;
   }
@@ -156,7 +154,7 @@ export abstract class KernelDriver implements DataPlaneDriver {
     } catch {
       return undefined;
     }
-    const route = this.routeTable.find((r) => ((value & mask(r.prefixLength)) >>> 0) === r.network);
+    const route = this.routeTable.find((r) => ((value & prefixMask(r.prefixLength)) >>> 0) === r.network);
     if (!route) return undefined;
     const neighbour = route.gateway ?? address;
     return {

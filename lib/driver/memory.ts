@@ -7,6 +7,7 @@ import type { NormalizedMemory } from '../config/validate.js';
 import { StateError, ValidationError } from '../errors.js';
 import type { NativeEngine, NativeEngineOptions } from '../native/binding.js';
 import type { DataPlaneDriver, DriverInterface, DriverRoute, NextHop } from './driver.js';
+import { prefixMask } from '../config/addresses.js';
 
 interface RouteEntry {
   network: number;
@@ -16,12 +17,9 @@ interface RouteEntry {
   connected: boolean;
 }
 
-function mask(prefixLength: number): number {
-  return prefixLength === 0 ? 0 : (~0 << (32 - prefixLength)) >>> 0;
-}
 
 function network(address: string, prefixLength: number): number {
-  return (ipv4ToNumber(address) & mask(prefixLength)) >>> 0;
+  return (ipv4ToNumber(address) & prefixMask(prefixLength)) >>> 0;
 }
 
 function numberToIpv4(value: number): string {
@@ -76,7 +74,7 @@ export class MemoryDriver implements DataPlaneDriver {
 
   resolveNextHop(address: string): NextHop | undefined {
     const target = ipv4ToNumber(address);
-    const route = this.table.find((r) => ((target & mask(r.prefixLength)) >>> 0) === r.network);
+    const route = this.table.find((r) => ((target & prefixMask(r.prefixLength)) >>> 0) === r.network);
     if (route) {
       const hop = route.gateway ?? address;
       return { interfaceIndex: route.interfaceIndex, gateway: route.gateway, mac: this.neighbourMac(hop, route.interfaceIndex) };

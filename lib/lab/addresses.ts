@@ -3,10 +3,8 @@
 // can collide with, or route to, a real network.
 import { isIPv4, isIPv6 } from 'node:net';
 import { LabError } from '../errors.js';
+import { ipv4ToNumber } from '../config/addresses.js';
 
-function ipv4ToNumber(address: string): number {
-  return address.split('.').reduce((acc, octet) => acc * 256 + Number(octet), 0);
-}
 
 function expandIpv6(address: string): number[] {
   const [head, tail] = address.includes('::') ? address.split('::') : [address, undefined];

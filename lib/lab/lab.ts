@@ -10,6 +10,7 @@ import { promisify } from 'node:util';
 import { LabError } from '../errors.js';
 import { parseLabPrefix } from './addresses.js';
 import { LabProcess } from './process.js';
+import { processAlive } from '../host/processes.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -375,14 +376,6 @@ export class Lab {
   }
 }
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 // A namespace stays alive while a process is inside it, so kill those first.
 function removeNamespaceSync(netns: string): void {

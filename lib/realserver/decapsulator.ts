@@ -7,6 +7,7 @@ import { ValidationError } from '../errors.js';
 import { loadBinding, type NativeDecapsulator, type NativeDecapsulatorOptions } from '../native/binding.js';
 import { RealServerError } from './errors.js';
 import { netnsPath } from './system.js';
+import { ipv4ToNumber } from '../config/addresses.js';
 
 export type TunnelType = 'ipip' | 'gre';
 
@@ -50,9 +51,6 @@ export interface DecapsulatorStats {
   receiveErrors: number;
 }
 
-function ipv4ToNumber(address: string): number {
-  return address.split('.').reduce((acc, octet) => acc * 256 + Number(octet), 0) >>> 0;
-}
 
 function addressNumber(address: string, path: string): number {
   if (!isIPv4(address)) throw new ValidationError('EINVAL_ADDRESS', `${path}: "${address}" is not an IPv4 address`, { path });

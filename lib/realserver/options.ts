@@ -6,6 +6,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 
 import { ValidationError } from '../errors.js';
 import type { CommandRunner } from './commands.js';
+import { ipv4ToNumber } from '../config/addresses.js';
 
 export type RealServerMethod = 'dr' | 'ipip' | 'gre';
 export const realServerMethods: readonly RealServerMethod[] = ['dr', 'ipip', 'gre'];
@@ -108,9 +109,6 @@ function checkKnownKeys(value: object, known: Set<string>, base: string): void {
   }
 }
 
-function ipv4ToNumber(address: string): number {
-  return address.split('.').reduce((acc, octet) => acc * 256 + Number(octet), 0) >>> 0;
-}
 
 /** An IPv4 address that can be a host's unicast address. */
 export function validateIpv4(value: unknown, path: string, what = 'an IPv4 address'): string {

@@ -9,6 +9,7 @@ import { RealServerError } from './errors.js';
 import type { NormalizedUpOptions } from './options.js';
 import type { Change, RealServerState } from './state.js';
 import type { LinkInfo, RouteInfo, RuleInfo } from './system.js';
+import { ipv4ToNumber } from '../config/addresses.js';
 
 export interface PlannedStep {
   /** Why, in one line. */
@@ -62,9 +63,6 @@ export interface UpPlan {
 /** Priority of the `from VIP` rule: after `local` (0), before `main` (32766). */
 export const returnRulePriority = 1000;
 
-function ipv4ToNumber(address: string): number {
-  return address.split('.').reduce((acc, octet) => acc * 256 + Number(octet), 0) >>> 0;
-}
 
 /**
  * The device l4lb creates for a VIP (TUN, or a kernel gre device):

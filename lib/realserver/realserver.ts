@@ -45,6 +45,7 @@ import {
   readSysctls,
   routeTo,
 } from './system.js';
+import { processAlive } from '../host/processes.js';
 
 export interface StepReport {
   description: string;
@@ -113,14 +114,6 @@ function where(netns: string | undefined): string {
   return netns === undefined ? '' : `, namespace ${netns}`;
 }
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 type DecapsulatorChange = Extract<Change, { kind: 'decapsulator' }>;
 

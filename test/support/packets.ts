@@ -1,6 +1,8 @@
 // Builds packets from scratch with every checksum computed in full: the
 // independent oracle the packet fixtures compare the data plane against.
-import { isIPv4 } from 'node:net';
+import { ipv4ToNumber } from '../../lib/config/addresses.js';
+
+export { ipv4ToNumber };
 
 export type Mac = string; // '02:00:00:00:00:01'
 
@@ -81,10 +83,6 @@ export interface Ipv4Spec {
   l4: L4Spec;
 }
 
-export function ipv4ToNumber(address: string): number {
-  if (!isIPv4(address)) throw new Error(`not an IPv4 address: ${address}`);
-  return address.split('.').reduce((acc, octet) => acc * 256 + Number(octet), 0) >>> 0;
-}
 
 export function macBytes(mac: Mac): Buffer {
   const bytes = Buffer.from(mac.split(':').map((h) => parseInt(h, 16)));
