@@ -17,6 +17,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "core/wire.h"
+
 namespace l4lb::io {
 
 namespace {
@@ -49,9 +51,9 @@ constexpr uint32_t kFrameMetadataLen = TPACKET2_HDRLEN;  // header + sockaddr_ll
 constexpr uint32_t kVnetHeaderLen = sizeof(virtio_net_hdr);
 // TX ring slots (no PACKET_TX_HAS_OFF): data starts at tp_hdrlen - sizeof(sockaddr_ll).
 constexpr uint32_t kTxDataOffset = TPACKET2_HDRLEN - sizeof(sockaddr_ll);
-constexpr uint32_t kEthernetHeaderLen = 14;
-constexpr uint32_t kVlanTagLen = 4;
-constexpr uint32_t kMacAddressesLen = 12;
+constexpr uint32_t kEthernetHeaderLen = core::wire::kEthHeaderLen;
+constexpr uint32_t kVlanTagLen = core::wire::kVlanTagLen;
+constexpr uint32_t kMacAddressesLen = core::wire::kEthType;  // destination and source
 constexpr uint32_t kMaxHeadroom = 4096;
 constexpr uint32_t kMinFrameSize = 2048;
 // The largest aggregate the kernel builds without BIG TCP (gso_max_size's

@@ -4,21 +4,25 @@
 #include <cstddef>
 #include <limits>
 
+#include "core/wire.h"
+
 namespace l4lb::io {
 
 namespace {
 
-constexpr uint32_t kEtherTypeIpv4 = 0x0800;
-constexpr uint32_t kEtherTypeArp = 0x0806;
-constexpr uint32_t kEtherTypeVlan = 0x8100;     // 802.1Q C-tag
-constexpr uint32_t kEtherTypeQinQ = 0x88a8;     // 802.1ad S-tag
-constexpr uint32_t kEtherTypeOffset = 12;
-constexpr uint32_t kEthernetHeaderLen = 14;
-constexpr uint32_t kVlanTagLen = 4;
-constexpr uint32_t kIpv4ProtocolOffset = 9;
-constexpr uint32_t kIpv4SourceOffset = 12;
-constexpr uint32_t kIpv4DestinationOffset = 16;
-constexpr uint32_t kIpProtocolIcmp = 1;
+// The wire's numbers from the packet core (one place), under the names the
+// filter programs below read best with.
+constexpr uint32_t kEtherTypeIpv4 = core::wire::kEtherTypeIpv4;
+constexpr uint32_t kEtherTypeArp = core::wire::kEtherTypeArp;
+constexpr uint32_t kEtherTypeVlan = core::wire::kEtherTypeVlan;
+constexpr uint32_t kEtherTypeQinQ = core::wire::kEtherTypeQinQ;
+constexpr uint32_t kEtherTypeOffset = core::wire::kEthType;
+constexpr uint32_t kEthernetHeaderLen = core::wire::kEthHeaderLen;
+constexpr uint32_t kVlanTagLen = core::wire::kVlanTagLen;
+constexpr uint32_t kIpv4ProtocolOffset = core::wire::kIpv4Protocol;
+constexpr uint32_t kIpv4SourceOffset = core::wire::kIpv4Src;
+constexpr uint32_t kIpv4DestinationOffset = core::wire::kIpv4Dst;
+constexpr uint32_t kIpProtocolIcmp = core::wire::kProtoIcmp;
 constexpr uint32_t kReject = 0;
 // Addresses matched one by one at the leaves of the binary search: a leaf of
 // eight costs ten instructions (eight jeq, a ja, a shared ret) and at most
