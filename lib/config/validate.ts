@@ -59,6 +59,14 @@ export interface NormalizedAfXdp {
   cpus?: number[];
 }
 
+export interface NormalizedDpdk {
+  vdev?: 'af_xdp' | 'af_packet';
+  eal?: string[];
+  hugepages?: boolean;
+  ringSize?: number;
+  cpus?: number[];
+}
+
 export interface NormalizedOptions {
   interfaces: string[];
   driver: DriverName;
@@ -72,6 +80,7 @@ export interface NormalizedOptions {
   fullnatPortsGiven: boolean;
   afPacket: NormalizedAfPacket | undefined;
   afXdp: NormalizedAfXdp | undefined;
+  dpdk: NormalizedDpdk | undefined;
   maxBackends: number;
   hashKey: Uint8Array | undefined;
   checksums: 'forward' | 'drop';
@@ -171,7 +180,7 @@ export const defaults = {
 } as const;
 
 /** Every driver's name, in the order docs and messages list them. */
-export const drivers: readonly DriverName[] = ['af_packet', 'af_xdp', 'memory'];
+export const drivers: readonly DriverName[] = ['af_packet', 'af_xdp', 'dpdk', 'memory'];
 const pollings: readonly Polling[] = ['adaptive', 'busy'];
 const protocols: readonly Protocol[] = ['tcp', 'udp'];
 const methods: readonly Method[] = ['nat', 'fullnat', 'dr', 'ipip', 'gre'];
@@ -308,6 +317,7 @@ const optionKeys = [
   'memory',
   'afPacket',
   'afXdp',
+  'dpdk',
 ] as const;
 
 /** Validates LoadBalancer.create's options and fills in the defaults. */
@@ -404,6 +414,13 @@ export function validateLoadBalancerOptions(input: LoadBalancerOptions | unknown
     afXdp = validateAfXdp(o.afXdp, afXdpPath, workers);
   }
 
+  const dpdkPath = join(base, 'dpdk');
+  let dpdk: NormalizedDpdk | undefined;
+  if (o.dpdk !== undefined) {
+    if (driver !== 'dpdk') fail('EINVAL_CONFLICT', dpdkPath, "applies only to driver 'dpdk'", undefined, false);
+    dpdk = validateDpdk(o.dpdk, dpdkPath, workers);
+  }
+
   const memoryPath = join(base, 'memory');
   let memory: NormalizedMemory | undefined;
   if (driver === 'memory') {
@@ -431,7 +448,33 @@ export function validateLoadBalancerOptions(input: LoadBalancerOptions | unknown
     memory,
     afPacket,
     afXdp,
+    dpdk,
   };
+}
+
+function validateDpdk(input: unknown, path: string, workers: number): NormalizedDpdk {
+  const d = object(input, path);
+  knownKeys(d, ['vdev', 'eal', 'hugepages', 'ringSize', 'cpus'], path, 'dpdk');
+  const out: NormalizedDpdk = {};
+  if (d.vdev !== undefined) out.vdev = oneOf(d.vdev, join(path, 'vdev'), ['af_xdp', 'af_packet'] as const, 'af_xdp');
+  if (d.eal !== undefined) {
+    out.eal = array(d.eal, join(path, 'eal')).map((arg, i) => {
+      if (typeof arg !== 'string' || arg.length === 0) fail('EINVAL_TYPE', join(join(path, 'eal'), i), 'must be a non-empty string', arg);
+      return arg as string;
+    });
+  }
+  if (d.hugepages !== undefined) out.hugepages = boolean(d.hugepages, join(path, 'hugepages'), false);
+  if (d.ringSize !== undefined) {
+    const size = integer(d.ringSize, join(path, 'ringSize'), limits.afXdpRingSizeMin, limits.afXdpRingSizeMax);
+    if ((size & (size - 1)) !== 0) fail('EINVAL_RANGE', join(path, 'ringSize'), 'must be a power of two', size);
+    out.ringSize = size;
+  }
+  if (d.cpus !== undefined) {
+    const cpus = array(d.cpus, join(path, 'cpus')).map((cpu, i) => integer(cpu, join(join(path, 'cpus'), i), 0, 4095));
+    if (cpus.length !== workers) fail('EINVAL_RANGE', join(path, 'cpus'), `must name one CPU per worker (${workers})`, cpus.length);
+    out.cpus = cpus;
+  }
+  return out;
 }
 
 function validateAfXdp(input: unknown, path: string, workers: number): NormalizedAfXdp {

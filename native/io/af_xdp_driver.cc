@@ -263,6 +263,7 @@ bool AfXdpDriver::load_program(PortError* error) {
   addresses_map_ = map_fd(L4LB_XDP_MAP_ADDRESSES);
   services_map_ = map_fd(L4LB_XDP_MAP_SERVICES);
   settings_map_ = map_fd(L4LB_XDP_MAP_SETTINGS);
+  selection_ = XdpSelection(addresses_map_, services_map_, settings_map_);
   if (program_fd_ < 0 || sockets_map_ < 0 || ports_map_ < 0 || addresses_map_ < 0 || services_map_ < 0 || settings_map_ < 0) {
     return xdp_fail(error, "EXDP_LOAD", "the embedded XDP object lacks its program or maps", 0);
   }
@@ -363,58 +364,9 @@ bool AfXdpDriver::open_sockets(uint32_t workers, PortError* error) {
   return true;
 }
 
-// The address and service sets follow the configuration: entries are
-// written before the ones that went are deleted, so an address in both the
-// old and the new configuration is never missing.
 void AfXdpDriver::configure(const core::SnapshotView& view) {
   if (program_fd_ < 0) return;
-  std::unordered_map<uint32_t, uint32_t> addresses;
-  std::vector<l4lb_service_key> services;
-  auto mark = [&](uint32_t host_order, uint32_t bits) {
-    if (host_order != 0) addresses[htonl(host_order)] |= bits;
-  };
-  bool tunnels = false;
-  for (const shm::SnapshotService& service : view.services) {
-    mark(service.address, L4LB_ADDRESS_VIP);
-    services.push_back({htonl(service.address), htons(service.port), service.protocol, 0});
-    const auto method = static_cast<shm::Method>(service.method);
-    if (method == shm::Method::nat || method == shm::Method::fullnat) {
-      for (const shm::SnapshotBackend& backend : view.backends_of(service)) mark(backend.address, L4LB_ADDRESS_BACKEND);
-    }
-    if (method == shm::Method::ipip || method == shm::Method::gre) tunnels = true;
-  }
-  for (uint32_t local : view.local_addresses) mark(local, L4LB_ADDRESS_LOCAL);
-  for (const shm::SnapshotPort& port : view.ports) mark(port.address, L4LB_ADDRESS_HOST | (tunnels ? L4LB_ADDRESS_TUNNEL_END : 0));
-
-  bool failed = false;
-  for (const auto& [address, bits] : addresses) {
-    auto known = addresses_.find(address);
-    if (known != addresses_.end() && known->second == bits) continue;
-    if (bpf_map_update_elem(addresses_map_, &address, &bits, BPF_ANY) != 0) failed = true;
-  }
-  for (const auto& [address, bits] : addresses_) {
-    if (addresses.count(address) == 0) bpf_map_delete_elem(addresses_map_, &address);
-  }
-  const uint32_t one = 1;
-  for (const l4lb_service_key& key : services) {
-    if (bpf_map_update_elem(services_map_, &key, &one, BPF_ANY) != 0) failed = true;
-  }
-  for (const l4lb_service_key& key : services_) {
-    const bool kept = std::any_of(services.begin(), services.end(), [&](const l4lb_service_key& k) {
-      return k.address == key.address && k.port == key.port && k.protocol == key.protocol;
-    });
-    if (!kept) bpf_map_delete_elem(services_map_, &key);
-  }
-  const uint32_t zero = 0;
-  l4lb_settings settings{};
-  if (bpf_map_lookup_elem(settings_map_, &zero, &settings) == 0) {
-    settings.fullnat_port_min = view.header->fullnat_port_min;
-    settings.fullnat_port_max = view.header->fullnat_port_max;
-    if (bpf_map_update_elem(settings_map_, &zero, &settings, BPF_ANY) != 0) failed = true;
-  }
-  addresses_ = std::move(addresses);
-  services_ = std::move(services);
-  if (failed) map_errors_.fetch_add(1, std::memory_order_relaxed);
+  if (!selection_.apply(view)) map_errors_.fetch_add(1, std::memory_order_relaxed);
 }
 
 std::vector<PortCounters> AfXdpDriver::port_counters() const {
