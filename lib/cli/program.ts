@@ -55,7 +55,7 @@ export function buildProgram(io: CliIo, setExitCode: (code: number) => void): Co
     .option('--socket <path>', 'control socket (default: control.socket of the file, else $L4LB_SOCKET, else /run/l4lb/l4lb.sock)')
     .option('--metrics <address:port>', 'serve the Prometheus exposition at http://ADDRESS:PORT/metrics (overrides metrics: of the file)')
     .option('--watch', 'also reload when the file changes')
-    .option('--driver <name>', 'data-plane driver instead of balancer.driver of the file: af_packet, af_xdp or memory')
+    .option('--driver <name>', 'data-plane driver instead of balancer.driver of the file: af_packet, af_xdp, dpdk or memory')
     .addHelpText(
       'after',
       `

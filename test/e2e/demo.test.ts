@@ -12,7 +12,7 @@ import { packageRoot } from '../../lib/native/binding.js';
 
 const run = promisify(execFile);
 
-describe.each(['af_packet', 'af_xdp'])('npm run demo -- --driver %s', (driver) => {
+describe.each(['af_packet', 'af_xdp', 'dpdk'])('npm run demo -- --driver %s', (driver) => {
   it('balances real traffic on every backend and shows the failover', async () => {
     await assertLabAvailable();
     const dir = mkdtempSync(join(tmpdir(), 'l4lb-demo-'));
