@@ -19,9 +19,14 @@ import { KernelDriver } from './kernel.js';
 const buildPackages = 'libdpdk-dev libbpf-dev clang pkg-config';
 const runtimePackages = 'dpdk';
 
-/** Codes the native driver reports (native/io/dpdk_driver.cc, dpdk_eal.cc); each becomes a DriverError. */
+/**
+ * Codes the native driver reports (native/io/dpdk_driver.cc, dpdk_eal.cc; and
+ * the af_xdp driver's for an XDP program already on an interface,
+ * xdp_selection.cc); each becomes a DriverError.
+ */
 const driverCodes = new Set([
   'EDRIVER_UNAVAILABLE', 'ENO_INTERFACE', 'EPORT_OPTIONS', 'EDPDK_EAL', 'EDPDK_EAL_CONFLICT', 'EDPDK_DEVICE', 'EDPDK_PORT', 'EDPDK_MEMORY',
+  'EXDP_BUSY', 'EXDP_PERMISSION', 'EXDP_UNSUPPORTED', 'EXDP_SOCKET',
 ]);
 
 export class DpdkDriver extends KernelDriver {

@@ -203,6 +203,8 @@ bool DpdkDriver::add_kernel_interface(const std::string& interface, uint32_t wor
   device.ifindex = kernel.ifindex;
   std::string args = "iface=" + interface;
   if (options_.vdev == DpdkKernelVdev::af_xdp) {
+    // The vdev attaches only where no program is: one a killed balancer left goes first.
+    if (!remove_stale_program(interface, kernel.ifindex, error)) return false;
     const std::string program = xdp_program_path(error);
     if (program.empty()) return false;
     device.vdev_name = "net_af_xdp_l4lb" + std::to_string(next_serial());
@@ -350,6 +352,7 @@ bool DpdkDriver::find_program_maps(Device& device, PortError* error) {
   }
   device.selection = XdpSelection(addresses, services, settings);
   if (!device.selection.valid()) return fail(error, "EDPDK_PORT", "the XDP program on " + device.name + " lacks its maps (it has: " + names + ")");
+  if (!device.selection.claim()) return fail(error, "EDPDK_PORT", "writing the XDP program's settings on " + device.name, errno);
   return true;
 }
 

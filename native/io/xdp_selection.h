@@ -6,9 +6,11 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "io/port.h"
 #include "xdp/l4lb_xdp_maps.h"
 
 namespace l4lb::core {
@@ -16,6 +18,17 @@ struct SnapshotView;
 }
 
 namespace l4lb::io {
+
+// The process's start time in clock ticks after boot (/proc/PID/stat field
+// 22): with the pid it names a process, not a reused pid. 0 when unreadable.
+uint64_t process_start_time(uint32_t pid);
+
+// Before the balancer's program is attached to an interface: a program of a
+// dead l4lb process (killed before close(); l4lb_settings names its owner)
+// is ours to remove; one of a live process, or anybody else's, is not: the
+// interface is taken (EXDP_BUSY naming whose it is). EXDP_PERMISSION and
+// the like (af_xdp_errors.h) when the kernel refuses to say.
+bool remove_stale_program(const std::string& interface_name, int ifindex, PortError* error);
 
 class XdpSelection {
  public:
@@ -32,6 +45,10 @@ class XdpSelection {
   // address in both the old and the new configuration is never missing.
   // False when the kernel refused a write (the previous entries stay).
   bool apply(const core::SnapshotView& view);
+
+  // Records this process as the program's owner (l4lb_settings), so that a
+  // later balancer removes the program if this process dies before close().
+  bool claim();
 
  private:
   int addresses_map_ = -1, services_map_ = -1, settings_map_ = -1;
