@@ -14,13 +14,14 @@ inline uint16_t be16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8
 }  // namespace partial_checksum_detail
 
 // XDP (and AF_PACKET without a virtio_net_hdr) carries no checksum state.
-// A frame from a local stack on veth arrives CHECKSUM_PARTIAL, its TCP/UDP checksum field holding only the folded
-// pseudo-header sum (the sender's kernel never completed it), and would
-// reach the backend as corrupt. Such a field is recognised by value, and the
-// frame marked partial for the core to complete (kFrameChecksumPartial, as
-// AF_PACKET's TP_STATUS_CSUMNOTREADY). A complete checksum that happens to
-// equal the pseudo-header sum is harmless: completing it recomputes the same
-// value (the sum over the segment with that field is ~field's complement).
+// A frame from a local stack on veth arrives CHECKSUM_PARTIAL, its TCP/UDP
+// checksum field holding only the folded pseudo-header sum (the sender's
+// kernel never completed it), and would reach the backend as corrupt. Such a
+// field is recognised by value, and the frame marked partial for the core
+// to complete (kFrameChecksumPartial, as AF_PACKET's
+// TP_STATUS_CSUMNOTREADY). A complete checksum that happens to equal the
+// pseudo-header sum is harmless: completing it recomputes the same value
+// (the sum over the segment with that field is ~field's complement).
 inline void mark_partial_checksum(core::Frame* frame) {
   const uint8_t* p = frame->data;
   const uint32_t len = frame->len;
