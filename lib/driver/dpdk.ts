@@ -17,7 +17,8 @@ import { KernelDriver } from './kernel.js';
 
 /** The Debian packages the driver needs to be built, and at run time. */
 const buildPackages = 'libdpdk-dev libbpf-dev clang pkg-config';
-const runtimePackages = 'dpdk';
+// DPDK's libraries l4lb_dpdk.so links and the poll-mode drivers it loads (libdpdk-dev pulls them all in).
+const runtimePackages = 'librte-ethdev23 librte-bus-vdev23 librte-net-af-xdp23 librte-net-af-packet23';
 
 /**
  * Codes the native driver reports (native/io/dpdk_driver.cc, dpdk_eal.cc; and
@@ -89,7 +90,7 @@ export class DpdkDriver extends KernelDriver {
     if (typeof code !== 'string' || !driverCodes.has(code)) return undefined;
     let message = (error as Error).message;
     // dlopen found the library but not DPDK's.
-    if (code === 'EDRIVER_UNAVAILABLE' && /librte_|libbpf\.so/.test(message)) message += ` (install Debian package ${runtimePackages})`;
+    if (code === 'EDRIVER_UNAVAILABLE' && /librte_|libbpf\.so/.test(message)) message += ` (install Debian packages ${runtimePackages})`;
     return new DriverError(code, message, { cause: error });
   }
 }

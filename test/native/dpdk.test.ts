@@ -88,10 +88,10 @@ describe('dpdk driver: the EAL in a Node process', () => {
     new binding.Engine({ ports: 1 }).close();
   });
 
-  it("a library that cannot load DPDK's: a DriverError EDRIVER_UNAVAILABLE naming the Debian package", () => {
+  it("a library that cannot load DPDK's: a DriverError EDRIVER_UNAVAILABLE naming the Debian packages", () => {
     const native = Object.assign(new Error("driver 'dpdk' cannot load l4lb_dpdk.so: librte_ethdev.so.23: cannot open shared object file"), { code: 'EDRIVER_UNAVAILABLE' });
     const typed = (DpdkDriver.prototype.openError as (e: unknown) => Error & { code?: string } | undefined).call(undefined, native);
     expect(typed?.code).toBe('EDRIVER_UNAVAILABLE');
-    expect(typed?.message).toContain('install Debian package dpdk');
+    expect(typed?.message).toContain('install Debian packages librte-ethdev23 librte-bus-vdev23 librte-net-af-xdp23');
   });
 });
