@@ -62,7 +62,7 @@ function parseArgs(argv: string[]): Args {
 
 // l4lb-METHOD runs over af_packet (the default driver), l4lb-af_xdp-METHOD over af_xdp,
 // l4lb-dpdk-METHOD over dpdk (net_af_xdp vdevs).
-type UdpForwarder = 'mac-only' | `l4lb-${(typeof methods)[number]}` | 'l4lb-af_xdp-nat' | 'l4lb-dpdk-nat' | 'routing' | 'nftables-dnat';
+type UdpForwarder = 'mac-only' | 'mac-only-af_xdp' | `l4lb-${(typeof methods)[number]}` | 'l4lb-af_xdp-nat' | 'l4lb-dpdk-nat' | 'routing' | 'nftables-dnat';
 
 interface Plan {
   udp: Array<{ forwarder: UdpForwarder; frameSize: number; flows: number; atCalibratedRate: boolean }>;
@@ -77,7 +77,7 @@ interface Plan {
 type HogForwarder = 'l4lb-nat' | 'nftables-dnat';
 const hogForwarders: HogForwarder[] = ['l4lb-nat', 'nftables-dnat'];
 
-const udpForwarders: UdpForwarder[] = ['mac-only', 'l4lb-nat', 'l4lb-af_xdp-nat', 'l4lb-dpdk-nat', 'l4lb-fullnat', 'l4lb-dr', 'l4lb-ipip', 'l4lb-gre', 'routing', 'nftables-dnat'];
+const udpForwarders: UdpForwarder[] = ['mac-only', 'mac-only-af_xdp', 'l4lb-nat', 'l4lb-af_xdp-nat', 'l4lb-dpdk-nat', 'l4lb-fullnat', 'l4lb-dr', 'l4lb-ipip', 'l4lb-gre', 'routing', 'nftables-dnat'];
 const tcpForwarders: TcpForwarder[] = ['l4lb-nat', 'haproxy', 'routing', 'nftables-dnat'];
 const udpName = (s: { forwarder: string; frameSize: number; flows: number }) => `${s.forwarder}-${s.frameSize}b-${s.flows}f`;
 
@@ -86,7 +86,7 @@ function fullPlan(): Plan {
   for (const forwarder of udpForwarders) {
     for (const frameSize of [64, 1500]) {
       for (const flows of [1, 65536]) {
-        const paced = frameSize === 64 && ['l4lb-nat', 'l4lb-af_xdp-nat', 'l4lb-dpdk-nat', 'l4lb-dr', 'l4lb-ipip', 'l4lb-gre', 'mac-only'].includes(forwarder);
+        const paced = frameSize === 64 && ['l4lb-nat', 'l4lb-af_xdp-nat', 'l4lb-dpdk-nat', 'l4lb-dr', 'l4lb-ipip', 'l4lb-gre', 'mac-only', 'mac-only-af_xdp'].includes(forwarder);
         udp.push({ forwarder, frameSize, flows, atCalibratedRate: paced });
       }
     }
@@ -252,7 +252,7 @@ async function main(): Promise<void> {
     const combinations = [...new Set(plan.udp.map((s) => `${s.frameSize}/${s.flows}`))];
     for (const combination of combinations) {
       const specs = plan.udp.filter((s) => `${s.frameSize}/${s.flows}` === combination);
-      for (const group of ['mac-only', 'l4lb', 'l4lb-af_xdp', 'l4lb-dpdk', 'routing', 'nftables-dnat']) {
+      for (const group of ['mac-only', 'mac-only-af_xdp', 'l4lb', 'l4lb-af_xdp', 'l4lb-dpdk', 'routing', 'nftables-dnat']) {
         const overDriver = (s: { forwarder: string }) => s.forwarder.startsWith('l4lb-af_xdp') || s.forwarder.startsWith('l4lb-dpdk');
         const groupSpecs = specs.filter((s) =>
           group === 'l4lb' ? s.forwarder.startsWith('l4lb') && !overDriver(s) : group.startsWith('l4lb-') ? s.forwarder.startsWith(group) : s.forwarder === group);
@@ -265,7 +265,8 @@ async function main(): Promise<void> {
             progress.next(udpName(spec));
             let forwarder: RunningForwarder | undefined;
             try {
-              if (group === 'mac-only') forwarder = await macOnlyForwarder(binding.bench, bed);
+              if (group === 'mac-only') forwarder = await macOnlyForwarder(binding, bed);
+              else if (group === 'mac-only-af_xdp') forwarder = await macOnlyForwarder(binding, bed, 'af_xdp');
               else if (group.startsWith('l4lb')) forwarder = await l4lbForwarder(balancer!, spec.forwarder.split('-').pop() as (typeof methods)[number], bed, spec.forwarder);
               else forwarder = await kernelForwarder(bed, group as 'routing' | 'nftables-dnat');
               report.scenarios.push(await runUdp(spec, forwarder));
@@ -311,10 +312,10 @@ async function main(): Promise<void> {
       }
     }
     if (plan.storms.includes('storm-l4lb-nat') || plan.storms.includes('flows-1m-l4lb-nat')) {
-      // One balancer sized for a million nat flows by the README's rule (at
-      // most 75% of the slots used, 2 slots per nat flow): the storm inserts
-      // into a table with room, then the million-flow test fills it.
-      const capacity = Math.ceil((1_000_000 * 2) / 0.75 / 2);
+      // One balancer sized for a million nat flows (flows.capacity: the
+      // table at its 90% design load when they are all held): the storm
+      // inserts into a table with room, then the million-flow test fills it.
+      const capacity = 1_000_000;
       balancer = await startBalancer(bed, capacity);
       try {
         if (plan.storms.includes('storm-l4lb-nat')) {
@@ -326,7 +327,7 @@ async function main(): Promise<void> {
           // Paced below the rate the worker inserts new flows at (the storm's, when it ran).
           const storm = report.scenarios.find((x): x is StormScenario => x.name === 'storm-l4lb-nat' && x.status === 'ok');
           const insertRate = storm?.run ? Math.max(20_000, Math.min(storm.run.deliveredPps, storm.run.offeredPps) * 0.7) : 60_000;
-          report.scenarios.push(await measureMillionFlows(bed, udp, balancer, capacity, calibrationCost(64), insertRate));
+          report.scenarios.push(await measureMillionFlows(bed, udp, balancer, calibrationCost(64), insertRate));
         }
       } finally {
         await balancer.close();
@@ -364,7 +365,7 @@ async function main(): Promise<void> {
       for (const b of report.scenarios.filter((x): x is UdpScenario => x.kind === 'udp' && x.status === 'ok' && !x.forwarder.startsWith('l4lb'))) {
         if (b.frameSize !== s.frameSize || b.flows !== s.flows || !b.throughput || !s.throughput) continue;
         // Against the MAC-only forwarder: the forwarding threads' CPU per packet; against the kernel: the CPU added per packet.
-        const threads = b.forwarder === 'mac-only' && b.throughput.forwarderThreadNsPerPacket && s.throughput.forwarderThreadNsPerPacket;
+        const threads = b.forwarder.startsWith('mac-only') && b.throughput.forwarderThreadNsPerPacket && s.throughput.forwarderThreadNsPerPacket;
         s.ratios[b.forwarder] = {
           delivered: s.throughput.deliveredPps / b.throughput.deliveredPps,
           cost: threads ? s.throughput.forwarderThreadNsPerPacket! / b.throughput.forwarderThreadNsPerPacket! : (s.addedNsPerPacket ?? 0) / (b.addedNsPerPacket ?? 1),
@@ -513,7 +514,6 @@ async function measureMillionFlows(
   bed: Testbed,
   udp: UdpDriver,
   balancer: BalancerUnderTest,
-  capacity: number,
   calibrationCost: number,
   insertRatePps: number,
 ): Promise<StormScenario> {
@@ -547,7 +547,7 @@ async function measureMillionFlows(
       flowTableFull: (after.stats.drops['flow-table-full'] ?? 0) - (before.stats.drops['flow-table-full'] ?? 0),
       rssBytesPerFlow: held > 0 ? (balancer.rssAfterCreate - balancer.rssBeforeCreate) / held : 0,
       tableBytesPerFlow: natFlowTableBytes(),
-      capacity,
+      capacity: after.stats.flows.capacity,
     };
   } catch (error) {
     return { name: 'flows-1m-l4lb-nat', kind: 'storm', forwarder: 'l4lb-nat', status: 'failed', reason: (error as Error).message.split('\n')[0]! };

@@ -1,14 +1,20 @@
 // npm run demo [-- --method nat|fullnat|dr|ipip|gre] [--driver af_packet|af_xdp|dpdk] [--duration SECONDS] [--plain]
+//                 [--dashboard [ADDRESS:]PORT | --no-dashboard]
 //
 // Builds a lab (client, balancer, three backends with HTTP and UDP servers),
 // runs l4lb with one service over the AF_PACKET (or AF_XDP) driver, drives real traffic
-// from the client and shows each backend's share live. A third of the way in
+// from the client and shows each backend's share live, in the terminal and
+// on the dashboard (http://127.0.0.1:8080/ by default: this process serves
+// it on the host's loopback from the balancer's stats() and rates(), which
+// run in the balancer's namespace). A third of the way in
 // it stops one backend's server: the health check marks it down and traffic
 // shifts; two thirds in it restarts it and the backend comes back. Ctrl-C at
 // any moment tears everything down (the lab removes its namespaces on
 // SIGINT and SIGTERM).
 import { writeFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { type Dashboard, serveDashboard } from '../lib/dashboard/index.js';
+import { parseDashboardAddress, type DashboardListen } from '../lib/dashboard/options.js';
 import type { DriverName, LoadBalancerStats, Method } from '../lib/index.js';
 import { Lab, type LabProcess } from '../lib/lab/index.js';
 import { setupLabRealServer, type LabRealServer } from '../lib/realserver/lab.js';
@@ -23,10 +29,16 @@ const program = new Command('npm run demo --')
     if (!Number.isInteger(n) || n < 9 || n > 3600) throw new InvalidArgumentError('an integer from 9 to 3600');
     return n;
   }, 60)
+  .option('--dashboard <[address:]port>', 'serve the live dashboard there (a port alone: on 127.0.0.1)', (v) => {
+    const listen = parseDashboardAddress(v);
+    if (typeof listen === 'string') throw new InvalidArgumentError(listen);
+    return listen;
+  }, { host: '127.0.0.1', port: 8080 })
+  .option('--no-dashboard', 'no dashboard')
   .option('--plain', 'plain text, one line per second (default when stdout is not a terminal)')
   .option('--summary-json <file>', 'also write the summary as JSON')
   .parse();
-const options = program.opts<{ method: Method; driver: DriverName; duration: number; plain?: boolean; summaryJson?: string }>();
+const options = program.opts<{ method: Method; driver: DriverName; duration: number; dashboard: DashboardListen | false; plain?: boolean; summaryJson?: string }>();
 const plain = options.plain === true || !process.stdout.isTTY;
 const method = options.method;
 const driver = options.driver;
@@ -56,6 +68,7 @@ const pct = (part: number, whole: number) => (whole > 0 ? `${((100 * part) / who
 
 let lab: Lab | undefined;
 let balancer: BalancerProcess | undefined;
+let dashboard: Dashboard | undefined;
 let realServers: LabRealServer[] = [];
 
 async function main(): Promise<void> {
@@ -89,6 +102,15 @@ async function main(): Promise<void> {
       },
     ],
   });
+  if (options.dashboard) {
+    const source = balancer;
+    try {
+      dashboard = await serveDashboard({ stats: () => source.stats(), rates: ({ windowMs }) => source.rates(windowMs) }, options.dashboard);
+      progress(`Dashboard: ${dashboard.url} (live until the demo ends)`);
+    } catch (error) {
+      progress(`No dashboard: ${(error as Error).message}`);
+    }
+  }
   progress('Waiting for the health checks to bring the backends up');
   await balancer.waitUntilUp(30_000);
   progress(`Sending traffic from the client to ${VIP}:80 for ${options.duration} s`);
@@ -164,6 +186,7 @@ function render(stats: LoadBalancerStats, previous: LoadBalancerStats | undefine
   }
   const lines = [
     `l4lb demo — method ${method}, driver ${driver} — VIP ${VIP}:80 — ${t.toFixed(0)} s of ${options.duration} s   (Ctrl-C stops and tears down)`,
+    ...(dashboard ? [`dashboard  ${dashboard.url}`] : []),
     '',
     'backend             state   flows   share    packets   share',
     ...tcp.backends.map((b, i) => {
@@ -209,6 +232,7 @@ function summarize(stats: LoadBalancerStats, traffic: TrafficCounts, events: Eve
 }
 
 async function cleanup(): Promise<void> {
+  await dashboard?.close();
   await balancer?.close().catch(() => undefined);
   for (const server of realServers) await server.down().catch(() => undefined);
   await lab?.destroy();

@@ -9,8 +9,9 @@
 //     client 198.18.0.10 ── router 198.18.0.254 / 198.18.1.254 ── lan ── balancer .1.1, b1 .1.2, b2 .1.3, b3 .1.4
 //     VIP on the backends' lo, ARP suppressed there; the router ARPs for the VIP on the lan and the
 //     balancer answers; backends reply straight to the router.
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import type { BackendOptions, DriverName, LoadBalancerOptions, LoadBalancerStats, ServiceOptions } from '../lib/index.js';
+import type { BackendOptions, DriverName, LoadBalancerOptions, LoadBalancerRates, LoadBalancerStats, ServiceOptions } from '../lib/index.js';
 import type { Host, Lab, LabProcess } from '../lib/lab/index.js';
 
 /** Files of the demo (servers, balancer process), by path relative to demo/. */
@@ -125,7 +126,20 @@ export interface BalancerSpec {
 
 /** A LoadBalancer in the balancer host, driven through demo/balancer.ts. */
 export class BalancerProcess {
-  private constructor(readonly process: LabProcess) {}
+  #nextId = 1;
+  readonly #pending = new Map<number, (answer: Record<string, unknown>) => void>();
+
+  private constructor(readonly process: LabProcess) {
+    // Answers carry the id of their request, so that requests may overlap
+    // (the demo's loop and its dashboard) and the bounded log may be cut.
+    createInterface({ input: process.child.stdout! }).on('line', (line) => {
+      if (!line.startsWith('{"event":"stats","id":') && !line.startsWith('{"event":"rates","id":')) return;
+      const answer = JSON.parse(line) as Record<string, unknown>;
+      const resolve = this.#pending.get(answer.id as number);
+      this.#pending.delete(answer.id as number);
+      resolve?.(answer);
+    });
+  }
 
   static async start(topology: Topology, spec: BalancerSpec): Promise<BalancerProcess> {
     const full = { options: { interfaces: topology.interfaces, driver: 'af_packet', ...spec.options }, services: spec.services };
@@ -134,18 +148,28 @@ export class BalancerProcess {
     return new BalancerProcess(child);
   }
 
-  private statsRequests = 0;
+  #request(command: string, timeoutMs = 5000): Promise<Record<string, unknown>> {
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(id);
+        reject(new Error(`balancer did not answer "${command}":\n${this.process.log.slice(-2000)}`));
+      }, timeoutMs);
+      this.#pending.set(id, (answer) => {
+        clearTimeout(timer);
+        resolve(answer);
+      });
+      this.process.child.stdin!.write(`${command} ${id}\n`);
+    });
+  }
 
   async stats(): Promise<LoadBalancerStats> {
-    const before = this.process.log.split('\n').filter((l) => l.includes('"event":"stats"')).length;
-    this.statsRequests += 1;
-    this.process.child.stdin!.write('stats\n');
-    for (let i = 0; i < 200; i++) {
-      const lines = this.process.log.split('\n').filter((l) => l.includes('"event":"stats"'));
-      if (lines.length > before) return (JSON.parse(lines[lines.length - 1]!) as { stats: LoadBalancerStats }).stats;
-      await new Promise((r) => setTimeout(r, 25));
-    }
-    throw new Error(`balancer did not answer "stats":\n${this.process.log.slice(-2000)}`);
+    return (await this.#request('stats')).stats as LoadBalancerStats;
+  }
+
+  /** lb.rates({ windowMs }) of the balancer. */
+  async rates(windowMs = 10_000): Promise<LoadBalancerRates> {
+    return (await this.#request(`rates ${windowMs}`)).rates as LoadBalancerRates;
   }
 
   /** Waits until every backend of every service is up (health checks passed). */

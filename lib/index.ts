@@ -11,6 +11,7 @@ export { LoadBalancer, type LoadBalancerEvents } from './load-balancer.js';
 export { Service } from './service.js';
 export { Backend } from './backend.js';
 export { MemoryPort, type TakeOptions, type DataPlaneDriver, type DriverInterface, type NextHop, type DriverRoute } from './driver/index.js';
+export { serveDashboard, validateDashboardOptions, dashboardDefaults, type Dashboard, type DashboardOptions, type DashboardSnapshot, type DashboardSource } from './dashboard/index.js';
 export { createMetricsRegistry, type MetricsOptions, type StatsSource } from './stats/metrics.js';
 export { validateHookTable, weightedTable, maxHookTableLength } from './schedulers/hook.js';
 export {

@@ -59,6 +59,8 @@ import { composeExplanation, type ExplainContext, timeoutForState, validateFlowT
 import type { BackendRef, FlowEndReason, FlowEvent, FlowExplanation, FlowTuple, WhatIfChange, WhatIfResult } from './insight/types.js';
 import { type SchedulingBackend, whatIfResult } from './insight/what-if.js';
 import { createMetricsRegistry } from './stats/metrics.js';
+import type { Dashboard, DashboardOptions } from './dashboard/index.js';
+import { startDashboard } from './dashboard/server.js';
 import { RateSampler } from './stats/rates.js';
 import type { Registry } from 'prom-client';
 
@@ -138,6 +140,8 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
   #reader: StatsReader | undefined;
   #rings: EventRingReader[] = [];
   #flowRings: FlowEventRingReader[] = [];
+  /** The flow table's size as the data plane built it (set at start). */
+  #flowTableSize = { capacity: 0, memoryBytes: 0, slots: 0 };
   #flowEventsDelivered = 0;
   readonly #retired = new Map<number, BackendRef & { service: string }>();
   #committed: ConfigState = { services: [] };
@@ -149,6 +153,7 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
   #sampler: RateSampler | undefined;
   #closing: Promise<void> | undefined;
   #metrics: Registry | undefined;
+  readonly #dashboards = new Set<Dashboard>();
 
   /** Use LoadBalancer.create(). */
   private constructor(token: symbol, options: NormalizedOptions, binding: NativeBinding, driver: DataPlaneDriver) {
@@ -190,7 +195,7 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
       threaded: true,
       polling: o.polling,
       spinUs: Math.round(o.spinMs * 1000),
-      flowSlots: o.flows.capacity * 2,
+      ...(o.flows.memoryBytes !== undefined ? { flowMemoryBytes: o.flows.memoryBytes } : { flowCapacity: o.flows.capacity }),
       backendSlots: o.maxBackends,
       ...(o.hashKey ? { hashKey: o.hashKey } : {}),
       timeouts: {
@@ -211,9 +216,15 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
     try {
       engine = this.#newEngine();
     } catch (error) {
-      throw this.#driver.openError?.(error) ?? error;
+      const driverError = this.#driver.openError?.(error);
+      if (driverError) throw driverError;
+      // The one resource the engine allocates up front: its flow table.
+      if ((error as { code?: unknown })?.code === 'ENOMEM') throw fromNativeError(error, 'flows');
+      throw error;
     }
     this.#engine = engine;
+    const { capacity, memoryBytes, slots } = engine.flowTable();
+    this.#flowTableSize = { capacity, memoryBytes, slots };
     const layout = this.#binding.layout;
     const buffer = engine.sharedMemory();
     this.#reader = new StatsReader(buffer, layout.stats, layout.constants, this.#binding.dropReasons());
@@ -396,7 +407,7 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
       workers,
       repliesIngressPath: counters.repliesIngressPath ?? 0,
       repliesRouteDiffers: counters.repliesRouteDiffers ?? 0,
-      flows: { active, capacity: this.#options.flows.capacity, counters: flowCounters },
+      flows: { active, ...this.#flowTableSize, counters: flowCounters },
       interfaces: this.#interfaceStats(),
       counters,
       flowEvents: {
@@ -562,12 +573,33 @@ export class LoadBalancer extends EventEmitter<LoadBalancerEvents> {
   }
 
   /**
+   * Serves the live dashboard of this balancer (services, backends, rates,
+   * drops, path symmetry, flow-table use; updated every second over
+   * Server-Sent Events) on `host` (default 127.0.0.1: any other address
+   * must be given explicitly) and `port` (default 0: any free one; see
+   * `url`). Read-only. close() of the balancer closes it too. Rejects with
+   * ValidationError for bad options, L4lbError 'EDASHBOARD_LISTEN' when the
+   * address cannot be bound, StateError 'ECLOSED' after close().
+   */
+  async serveDashboard(options: DashboardOptions = {}): Promise<Dashboard> {
+    this.#assertOpen();
+    const dashboard: Dashboard = await startDashboard(this, options, () => this.#dashboards.delete(dashboard));
+    if (this.#closing) {
+      await dashboard.close();
+      throw new StateError('ECLOSED', 'the load balancer is closed');
+    }
+    this.#dashboards.add(dashboard);
+    return dashboard;
+  }
+
+  /**
    * Stops health checks and timers, stops the workers and frees the engine
    * (threads, rings, memory). Idempotent: every call returns the same promise.
    */
   close(): Promise<void> {
     if (this.#closing) return this.#closing;
     this.#closing = (async () => {
+      await Promise.allSettled([...this.#dashboards].map((dashboard) => dashboard.close()));
       if (this.#eventTimer) clearInterval(this.#eventTimer);
       this.#eventTimer = undefined;
       this.#sampler?.stop();

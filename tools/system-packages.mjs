@@ -14,7 +14,8 @@
 //   node tools/system-packages.mjs --check G... exit 1 naming every missing package of groups G
 //
 // Groups: addon (compile the addon), cpp (the C++ tests), fuzz (libFuzzer
-// sessions), e2e (namespaces, the AF_PACKET, AF_XDP and DPDK drivers, real servers), demo.
+// sessions), e2e (namespaces, the AF_PACKET, AF_XDP and DPDK drivers, real servers), demo,
+// browser (the dashboard's tests in headless Chromium, and its screenshot).
 import { accessSync, constants, readdirSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,10 +35,11 @@ export const systemPackages = [
   { name: 'libxdp-dev', for: ['e2e'], file: '/usr/include/xdp/xsk.h', why: 'AF_XDP sockets for the af_xdp driver (optional: without it the addon builds without that driver)' },
   { name: 'libbpf-dev', for: ['e2e'], file: '/usr/include/bpf/libbpf.h', why: "loads and attaches the af_xdp driver's XDP program; fills the dpdk driver's program maps" },
   { name: 'libdpdk-dev', for: ['e2e'], file: '/usr/include/dpdk/rte_eal.h', why: 'DPDK for the dpdk driver (l4lb_dpdk.so; optional: without it the addon builds without that driver)' },
+  { name: 'chromium', for: ['browser'], command: 'chromium', why: "headless Chromium: the dashboard's browser tests and docs/dashboard.png (tools/dashboard-screenshot.ts)" },
   { name: 'libclang-rt-14-dev', for: ['fuzz'], file: '/usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a', why: "libFuzzer's runtime" },
 ];
 
-const groupNames = { addon: 'building the addon', cpp: 'the C++ tests', fuzz: 'fuzzing', e2e: 'the e2e tests', demo: 'the demo' };
+const groupNames = { addon: 'building the addon', cpp: 'the C++ tests', fuzz: 'fuzzing', e2e: 'the e2e tests', demo: 'the demo', browser: 'the browser tests' };
 export const groups = Object.keys(groupNames);
 
 function onPath(command) {

@@ -224,7 +224,7 @@ export function renderSvg(report: BenchReport): string {
   const panelHeight = 40 + bars.length * (barHeight + gap);
   const width = labelWidth + plotWidth + 80;
   const height = 50 + panels.length * panelHeight;
-  const colour = (forwarder: string) => (forwarder.startsWith('l4lb') ? '#2f6fb0' : forwarder === 'mac-only' ? '#7a9a3a' : '#b0692f');
+  const colour = (forwarder: string) => (forwarder.startsWith('l4lb') ? '#2f6fb0' : forwarder.startsWith('mac-only') ? '#7a9a3a' : '#b0692f');
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
     `<rect width="${width}" height="${height}" fill="#ffffff"/>`,

@@ -1,7 +1,8 @@
 // The forwarders the UDP scenarios compare, each with the probe that reads
 // its counters: l4lb (one method at a time), the MAC-only forwarder built on
 // l4lb's port code, Linux routing and nftables DNAT with conntrack.
-import type { NativeBench } from '../../lib/native/binding.js';
+import { compileSnapshot, type SnapshotInput } from '../../lib/config/snapshot.js';
+import { nativeLibraryPath, type NativeBinding } from '../../lib/native/binding.js';
 import { BalancerUnderTest, type ServiceSpec } from './l4lb-process.js';
 import {
   BACKEND_FAKE,
@@ -9,6 +10,8 @@ import {
   enableNftDnat,
   enableRouting,
   FULLNAT_LOCAL,
+  LB_DOWNLINK,
+  LB_UPLINK,
   SINK_FAKE_MAC,
   type Testbed,
   UDP_PORT,
@@ -75,9 +78,15 @@ export async function l4lbForwarder(balancer: BalancerUnderTest, method: Method,
   };
 }
 
-export async function macOnlyForwarder(bench: NativeBench, bed: Testbed): Promise<RunningForwarder> {
+/**
+ * The MAC-only forwarder over AF_PACKET (mac-only) or over the AF_XDP driver
+ * (mac-only-af_xdp): its XDP program takes what a balancer with the bench's
+ * UDP service would take, so the two floors see the same traffic.
+ */
+export async function macOnlyForwarder(binding: NativeBinding, bed: Testbed, driver: 'af_packet' | 'af_xdp' = 'af_packet'): Promise<RunningForwarder> {
   await disableKernelForwarding(bed);
-  const forwarder = new bench.MacForwarder({
+  const afXdp = driver === 'af_xdp' ? { library: nativeLibraryPath('l4lb_af_xdp'), snapshot: compileSnapshot(binding.layout, benchServiceSnapshot(bed)) } : undefined;
+  const forwarder = new binding.bench.MacForwarder({
     ports: [
       { interface: 'eth0', dstMac: bed.macs.genEth0, srcMac: bed.macs.lbEth0 },
       { interface: 'eth1', dstMac: SINK_FAKE_MAC, srcMac: bed.macs.lbEth1 },
@@ -85,9 +94,10 @@ export async function macOnlyForwarder(bench: NativeBench, bed: Testbed): Promis
     netnsPath: bed.netnsPath(bed.lb),
     polling: 'adaptive',
     cpu: bed.forwarderCpu,
+    ...(afXdp ? { afXdp } : {}),
   });
   return {
-    name: 'mac-only',
+    name: driver === 'af_xdp' ? 'mac-only-af_xdp' : 'mac-only',
     threads: [],
     async counters() {
       const s = forwarder.stats();
@@ -96,6 +106,23 @@ export async function macOnlyForwarder(bench: NativeBench, bed: Testbed): Promis
     async stop() {
       forwarder.close();
     },
+  };
+}
+
+/** The bench's nat UDP service toward the sink, as a configuration (what the AF_XDP program's maps are filled from). */
+function benchServiceSnapshot(bed: Testbed): SnapshotInput {
+  return {
+    generation: 1n,
+    ports: [
+      { mac: bed.macs.lbEth0, mtu: 1500, address: LB_UPLINK, prefixLength: 24 },
+      { mac: bed.macs.lbEth1, mtu: 1500, address: LB_DOWNLINK, prefixLength: 24 },
+    ],
+    services: [
+      {
+        id: 1, address: VIP, port: UDP_PORT, protocol: 'udp', method: 'nat', scheduler: 'rr',
+        backends: [{ id: 1, address: BACKEND_FAKE, port: UDP_PORT, weight: 1, up: true, egressPort: 1, nextHopMac: SINK_FAKE_MAC }],
+      },
+    ],
   };
 }
 

@@ -14,6 +14,7 @@
 //              checks cannot be written in a file (use the API for them).
 //   control:   { socket: path }   the control endpoint
 //   metrics:   "address:port"     serve the Prometheus exposition (optional)
+//   dashboard: "[address:]port"   serve the live dashboard (optional; loopback unless an address is given)
 import { readFileSync } from 'node:fs';
 import { isIPv4 } from 'node:net';
 import { type Document, LineCounter, parseDocument } from 'yaml';
@@ -27,6 +28,7 @@ import {
   validateLoadBalancerOptions,
   validateServiceOptions,
 } from '../config/validate.js';
+import { type DashboardListen, parseDashboardAddress } from '../dashboard/options.js';
 import { L4lbError } from '../errors.js';
 
 /** A configuration file that cannot be used: the message names the file, line, path and rule. */
@@ -82,6 +84,8 @@ export interface ConfigFile {
   controlSocket?: string;
   /** `metrics` when the file sets it. */
   metrics?: ListenAddress;
+  /** `dashboard` when the file sets it. */
+  dashboard?: DashboardListen;
   /** The line of a setting ('services[0].backends[1]'), or of its nearest enclosing one: for errors found after parsing. */
   lineOf(path: string): number | undefined;
 }
@@ -92,7 +96,7 @@ export interface ListenAddress {
   port: number;
 }
 
-const topLevelKeys = ['balancer', 'services', 'control', 'metrics'];
+const topLevelKeys = ['balancer', 'services', 'control', 'metrics', 'dashboard'];
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -286,6 +290,11 @@ export function parseConfig(text: string, file: string, overrides: ConfigOverrid
     const rule = parseListenAddress(root.metrics);
     if (typeof rule === 'string') throw context.error('EINVAL_ADDRESS', 'metrics', rule);
     config.metrics = rule;
+  }
+  if (root.dashboard !== undefined) {
+    const listen = parseDashboardAddress(root.dashboard);
+    if (typeof listen === 'string') throw context.error('EINVAL_ADDRESS', 'dashboard', listen);
+    config.dashboard = listen;
   }
   return config;
 }

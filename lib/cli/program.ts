@@ -54,6 +54,7 @@ export function buildProgram(io: CliIo, setExitCode: (code: number) => void): Co
     .argument('<config>', 'configuration file, YAML or JSON (docs/config.md)')
     .option('--socket <path>', 'control socket (default: control.socket of the file, else $L4LB_SOCKET, else /run/l4lb/l4lb.sock)')
     .option('--metrics <address:port>', 'serve the Prometheus exposition at http://ADDRESS:PORT/metrics (overrides metrics: of the file)')
+    .option('--dashboard <[address:]port>', 'serve the live dashboard at http://ADDRESS:PORT/ (PORT alone: on 127.0.0.1; overrides dashboard: of the file)')
     .option('--watch', 'also reload when the file changes')
     .option('--driver <name>', 'data-plane driver instead of balancer.driver of the file: af_packet, af_xdp, dpdk or memory')
     .addHelpText(
@@ -71,7 +72,7 @@ the end of start-up.
 
 ${exitCodeHelp}`,
     )
-    .action(async (config: string, options: { socket?: string; metrics?: string; watch?: boolean; driver?: string }) => {
+    .action(async (config: string, options: { socket?: string; metrics?: string; dashboard?: string; watch?: boolean; driver?: string }) => {
       const { runCommand } = await import('./run.js');
       setExitCode(await runCommand(config, options, io));
     });

@@ -31,6 +31,8 @@ export interface FixedSettings {
   socketFromCommandLine?: boolean;
   /** `--metrics` was given: the file's metrics is not used. */
   metricsFromCommandLine?: boolean;
+  /** `--dashboard` was given: the file's dashboard is not used. */
+  dashboardFromCommandLine?: boolean;
   /** `--driver` was given: it replaces the file's balancer.driver, at start and in every reload. */
   driver?: DriverName;
 }
@@ -115,6 +117,9 @@ export function planReload(current: ConfigFile, next: ConfigFile, fixed: FixedSe
   }
   if (!fixed.metricsFromCommandLine && canonical(current.metrics) !== canonical(next.metrics)) {
     refuseChange(next, 'metrics', current.metrics, next.metrics, 'restart l4lb to move its metrics listener');
+  }
+  if (!fixed.dashboardFromCommandLine && canonical(current.dashboard) !== canonical(next.dashboard)) {
+    refuseChange(next, 'dashboard', current.dashboard, next.dashboard, 'restart l4lb to move its dashboard listener');
   }
 
   const removals: ReloadOperation[] = [];

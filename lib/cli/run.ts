@@ -1,9 +1,11 @@
 // `l4lb run CONFIG`: the balancer from a file, its control socket, the
-// optional metrics endpoint, reloads on SIGHUP (and --watch), and a clean
+// optional metrics endpoint and dashboard, reloads on SIGHUP (and --watch), and a clean
 // stop on SIGINT/SIGTERM.
 import { readFileSync } from 'node:fs';
 import type { DriverName } from '../config/types.js';
 import { drivers } from '../config/validate.js';
+import type { Dashboard } from '../dashboard/index.js';
+import { type DashboardListen, isLoopback, parseDashboardAddress } from '../dashboard/options.js';
 
 import { type ConfigFile, type ListenAddress, loadConfig, parseListenAddress } from './config-file.js';
 import { ControlError, ControlServer } from './control.js';
@@ -16,6 +18,8 @@ import { watchConfigFile } from './watch.js';
 export interface RunOptions {
   socket?: string;
   metrics?: string;
+  /** '[address:]port' of the dashboard; replaces the file's dashboard. */
+  dashboard?: string;
   watch?: boolean;
   /** Replaces the file's balancer.driver. */
   driver?: string;
@@ -39,6 +43,12 @@ export async function runCommand(file: string, options: RunOptions, io: CliIo): 
     if (typeof parsed === 'string') throw new UsageError('EUSAGE', `--metrics ${parsed}`);
     metrics = parsed;
   }
+  let dashboardListen: DashboardListen | undefined;
+  if (options.dashboard !== undefined) {
+    const parsed = parseDashboardAddress(options.dashboard);
+    if (typeof parsed === 'string') throw new UsageError('EUSAGE', `--dashboard ${parsed}`);
+    dashboardListen = parsed;
+  }
   let driver: DriverName | undefined;
   if (options.driver !== undefined) {
     if (!(drivers as readonly string[]).includes(options.driver)) throw new UsageError('EUSAGE', `--driver must be one of ${drivers.join(', ')}, not "${options.driver}"`);
@@ -46,6 +56,7 @@ export async function runCommand(file: string, options: RunOptions, io: CliIo): 
   }
   const config = loadConfig(file, driver ? { driver } : {});
   metrics ??= config.metrics;
+  dashboardListen ??= config.dashboard;
   const socketPath = options.socket ?? config.controlSocket ?? controlSocketFromEnvironment();
   const log = (line: string) => logLine(io, line);
 
@@ -57,6 +68,7 @@ export async function runCommand(file: string, options: RunOptions, io: CliIo): 
     return runner.handle(request);
   });
   let metricsServer: MetricsServer | undefined;
+  let dashboard: Dashboard | undefined;
   let watcher: { close(): void } | undefined;
   const handlers: Array<[NodeJS.Signals, () => void]> = [];
   const faultHandlers: Array<(error: unknown) => void> = [];
@@ -93,9 +105,18 @@ export async function runCommand(file: string, options: RunOptions, io: CliIo): 
   try {
     runner = await Runner.start(config, {
       log,
-      fixed: { socketFromCommandLine: options.socket !== undefined, metricsFromCommandLine: options.metrics !== undefined, ...(driver ? { driver } : {}) },
+      fixed: {
+        socketFromCommandLine: options.socket !== undefined,
+        metricsFromCommandLine: options.metrics !== undefined,
+        dashboardFromCommandLine: options.dashboard !== undefined,
+        ...(driver ? { driver } : {}),
+      },
     });
     if (metrics) metricsServer = await startMetricsServer(metrics, runner.balancer.metrics());
+    if (dashboardListen) {
+      dashboard = await runner.balancer.serveDashboard(dashboardListen);
+      if (!isLoopback(dashboard.host)) log(`the dashboard listens on ${dashboard.host}, not loopback: anyone who reaches it sees every service and backend`);
+    }
     if (options.watch) {
       watcher = watchConfigFile(config.file, () => {
         let text: string | undefined;
@@ -108,7 +129,7 @@ export async function runCommand(file: string, options: RunOptions, io: CliIo): 
       });
     }
     log(
-      `ready: ${describeConfig(config)}, control socket ${socketPath}${metricsServer ? `, metrics ${metricsServer.url}` : ''}${options.watch ? ', watching the file' : ''}`,
+      `ready: ${describeConfig(config)}, control socket ${socketPath}${metricsServer ? `, metrics ${metricsServer.url}` : ''}${dashboard ? `, dashboard ${dashboard.url}` : ''}${options.watch ? ', watching the file' : ''}`,
     );
     const reason = await stopped;
     log(`stopping (${reason})`);
@@ -123,6 +144,7 @@ export async function runCommand(file: string, options: RunOptions, io: CliIo): 
     watcher?.close();
     await control.close();
     await metricsServer?.close();
+    await dashboard?.close();
     if (runner) {
       const timeout = new Promise<'timeout'>((resolve) => setTimeout(resolve, closeTimeoutMs, 'timeout').unref());
       if ((await Promise.race([runner.close().then(() => 'closed' as const), timeout])) === 'timeout') {

@@ -73,7 +73,7 @@ export class Runner {
     const runner = new Runner(balancer, emptyLike(config), options);
     runner.#watchEvents();
     try {
-      applyReload(balancer, config, planReload(runner.#config, config, { socketFromCommandLine: true, metricsFromCommandLine: true }));
+      applyReload(balancer, config, planReload(runner.#config, config, { socketFromCommandLine: true, metricsFromCommandLine: true, dashboardFromCommandLine: true }));
     } catch (error) {
       await balancer.close();
       throw error;

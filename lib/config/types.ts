@@ -12,8 +12,14 @@ export type BackendState = 'up' | 'down';
 export type ServiceState = 'up' | 'down';
 
 export interface FlowOptions {
-  /** Flows tracked at once (default 262144). The table has 2 × capacity slots of 32 bytes; an IPv4 nat/fullnat flow takes two, a dr or tunnel flow one. */
+  /**
+   * IPv4 nat flows the table holds at its design load of 90% (default 262144): 2 slots of 32 bytes
+   * each, so about 71 bytes a flow. A dr or tunnel flow takes one slot, an IPv6 flow two to four.
+   * Give this or memoryBytes, not both.
+   */
   capacity?: number;
+  /** The table's size in bytes instead (131072 to 2^36); stats().flows reports the flows it holds. */
+  memoryBytes?: number;
   /** Idle timeout of an established TCP flow (default 900000). */
   tcpEstablishedTimeoutMs?: number;
   /** Idle timeout of a UDP flow (default 300000). */
@@ -328,7 +334,12 @@ export interface WorkerStats {
 export interface FlowTableStats {
   /** Flows tracked right now. */
   active: number;
+  /** IPv4 nat flows the table holds at its design load (from flows.capacity or flows.memoryBytes, rounded up to whole buckets). */
   capacity: number;
+  /** Bytes the table takes (its slots and side arrays). */
+  memoryBytes: number;
+  /** Slots of 32 bytes. */
+  slots: number;
   /** Flow-table counters summed over workers: lookupHits, inserts, insertFailedFull, evictionsHalfOpen, expired, ... */
   counters: Record<string, number>;
 }

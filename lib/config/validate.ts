@@ -23,7 +23,9 @@ import type {
 // ---- normalized shapes -------------------------------------------------------------
 
 export interface NormalizedFlows {
-  capacity: number;
+  /** The table's size, as given: IPv4 nat flows at the design load, or bytes (exactly one is set). */
+  capacity?: number;
+  memoryBytes?: number;
   tcpEstablishedTimeoutMs: number;
   udpTimeoutMs: number;
   tcpSynTimeoutMs: number;
@@ -138,6 +140,9 @@ export const limits = {
   interfaces: 64,
   maxBackends: 65536,
   flowCapacity: 1 << 26,
+  /** The side arrays alone take 64 KiB; 128 KiB leaves about 900 flows. 64 GiB is 2^31 slots. */
+  flowMemoryBytesMin: 1 << 17,
+  flowMemoryBytesMax: 2 ** 36,
   weight: 65535,
   /** Native timeouts are 32-bit milliseconds. */
   timeoutMs: 0xffffffff,
@@ -349,11 +354,18 @@ export function validateLoadBalancerOptions(input: LoadBalancerOptions | unknown
 
   const flowsPath = join(base, 'flows');
   const f = o.flows === undefined ? {} : object(o.flows, flowsPath);
-  knownKeys(f, Object.keys(defaults.flows), flowsPath, 'flows');
-  const timeout = (name: keyof NormalizedFlows) =>
+  knownKeys(f, Object.keys(defaults.flows).flatMap((k) => (k === 'capacity' ? [k, 'memoryBytes'] : [k])), flowsPath, 'flows');
+  const timeout = (name: Exclude<keyof NormalizedFlows, 'capacity' | 'memoryBytes'>) =>
     optionalInteger(f[name], join(flowsPath, name), 1, limits.timeoutMs, defaults.flows[name]);
+  if (f.capacity !== undefined && f.memoryBytes !== undefined) {
+    fail('EINVAL_CONFLICT', join(flowsPath, 'memoryBytes'), 'sizes the table as flows.capacity does: give one of them', undefined, false);
+  }
+  const size =
+    f.memoryBytes !== undefined
+      ? { memoryBytes: integer(f.memoryBytes, join(flowsPath, 'memoryBytes'), limits.flowMemoryBytesMin, limits.flowMemoryBytesMax) }
+      : { capacity: optionalInteger(f.capacity, join(flowsPath, 'capacity'), 16, limits.flowCapacity, defaults.flows.capacity) };
   const flows: NormalizedFlows = {
-    capacity: optionalInteger(f.capacity, join(flowsPath, 'capacity'), 16, limits.flowCapacity, defaults.flows.capacity),
+    ...size,
     tcpEstablishedTimeoutMs: timeout('tcpEstablishedTimeoutMs'),
     udpTimeoutMs: timeout('udpTimeoutMs'),
     tcpSynTimeoutMs: timeout('tcpSynTimeoutMs'),

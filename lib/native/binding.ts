@@ -25,6 +25,11 @@ export interface NativeEngineOptions {
   onEvents?: () => void;
   /** Flow expiry tick (default 100 ms). */
   expiryIntervalMs?: number;
+  /** Size the flow table by IPv4 nat flows at the design load ... */
+  flowCapacity?: number;
+  /** ... or by bytes ... */
+  flowMemoryBytes?: number;
+  /** ... or in slots. */
   flowSlots?: number;
   backendSlots?: number;
   maglevTableSize?: number;
@@ -170,6 +175,8 @@ export interface NativeEngine {
   counters(): NativeWorkerCounters[];
   backendCounters(slots: number[]): NativeBackendCounters[];
   flowOccupancy(): { forward: number; reverse: number; templates: number };
+  /** What the flow table was built with. */
+  flowTable(): { slots: number; slotBytes: number; capacity: number; memoryBytes: number };
   maglevChangedSlots(serviceIndex: number): number | null;
   /** What the data plane would do with a client's packet of this tuple (addresses host-order numbers); changes nothing. */
   explainFlow(tuple: { protocol: number; src: number; sport: number; dst: number; dport: number }, nowNs?: bigint): NativeFlowFacts;
@@ -345,14 +352,25 @@ export interface NativeBench {
     polling?: 'busy' | 'adaptive';
     cpu?: number;
     txMethod?: 'sendmmsg' | 'ring';
+    /** Over the AF_XDP driver instead: its library, and a compiled configuration whose services its XDP program redirects. */
+    afXdp?: { library: string; snapshot: Uint8Array };
   }) => { stats(): NativeMacForwarderStats; close(): void };
   /** run(iterations) picks that many times; returns a checksum of the picks. */
   SchedulerPick: new (kind: string, backends: number) => { run(iterations: number): number };
   FlowTableMicro: new (slots: number, flows: number) => {
     lookupHits(iterations: number): number;
+    /** Lookups in bursts of the engine's size, each burst hashed and prefetched first. */
+    lookupBurstHits(iterations: number): number;
     lookupMisses(iterations: number): number;
     insertRemove(iterations: number): number;
+    /** The table's memory: slots and side arrays. */
     bytes(): number;
+    /** Flows the constructor placed. */
+    held(): number;
+    /** Nanoseconds the constructor spent inserting them. */
+    fillNs(): number;
+    /** Frees the table; every other method then throws. */
+    release(): void;
   };
   /** kind: copy | parse | nat | fullnat | dr | ipip | gre. */
   Rewrite: new (kind: string, frame: Uint8Array) => { run(iterations: number): number };
@@ -361,6 +379,8 @@ export interface NativeBench {
   /** Nanoseconds one Maglev build took (0 if it failed). */
   maglevBuildNs(backends: number, tableSize: number): number;
   readonly flowTableBytesPerSlot: number;
+  /** Slots the engine gives a table sized for this many IPv4 nat flows (flows.capacity). */
+  flowTableSlotsFor(flows: number): number;
 }
 
 /** The addon's exports, as seen from TypeScript. */

@@ -146,6 +146,7 @@ export function createMetricsRegistry(source: StatsSource, options: MetricsOptio
     });
   gauge('flows_active', 'Flows tracked now.', (s) => s.flows.active);
   gauge('flows_capacity', 'Flows the table is sized for.', (s) => s.flows.capacity);
+  gauge('flows_memory_bytes', 'Bytes the flow table takes.', (s) => s.flows.memoryBytes);
   gauge('config_generation', 'Generation of the configuration last published.', (s) => s.generation);
   return registry;
 }

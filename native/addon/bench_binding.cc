@@ -253,6 +253,17 @@ class MacForwarderHandle : public Napi::ObjectWrap<MacForwarderHandle> {
     options.cpu = static_cast<int32_t>(NumberField(o, "cpu", -1));
     options.tx_method = TxMethodField(o);
     if (o.Get("spinUs").IsNumber()) options.spin_ns = static_cast<uint64_t>(NumberField(o, "spinUs", 50)) * 1000;
+    if (o.Get("afXdp").IsObject()) {
+      Napi::Object a = o.Get("afXdp").As<Napi::Object>();
+      if (!a.Get("library").IsString() || !a.Get("snapshot").IsTypedArray()) {
+        CodedError(env, "EINVAL", "MacForwarder: afXdp needs library (a path) and snapshot (a configuration's bytes)").ThrowAsJavaScriptException();
+        return;
+      }
+      Napi::Uint8Array snapshot = a.Get("snapshot").As<Napi::Uint8Array>();
+      options.driver = "af_xdp";
+      options.af_xdp_library = a.Get("library").As<Napi::String>().Utf8Value();
+      options.snapshot.assign(snapshot.Data(), snapshot.Data() + snapshot.ByteLength());
+    }
     io::PortError error;
     forwarder_ = bench::MacForwarder::create(options, &error);
     if (!forwarder_) CodedError(env, error.code, error.message).ThrowAsJavaScriptException();
@@ -321,9 +332,13 @@ class FlowTableHandle : public Napi::ObjectWrap<FlowTableHandle> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "FlowTableMicro",
                        {InstanceMethod<&FlowTableHandle::LookupHits>("lookupHits"),
+                        InstanceMethod<&FlowTableHandle::LookupBurstHits>("lookupBurstHits"),
                         InstanceMethod<&FlowTableHandle::LookupMisses>("lookupMisses"),
                         InstanceMethod<&FlowTableHandle::InsertRemove>("insertRemove"),
-                        InstanceMethod<&FlowTableHandle::Bytes>("bytes")});
+                        InstanceMethod<&FlowTableHandle::Bytes>("bytes"),
+                        InstanceMethod<&FlowTableHandle::Held>("held"),
+                        InstanceMethod<&FlowTableHandle::FillNs>("fillNs"),
+                        InstanceMethod<&FlowTableHandle::Release>("release")});
   }
   explicit FlowTableHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FlowTableHandle>(info) {
     if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) {
@@ -336,15 +351,29 @@ class FlowTableHandle : public Napi::ObjectWrap<FlowTableHandle> {
 
  private:
   Napi::Value LookupHits(const Napi::CallbackInfo& info) {
-    return Num(info.Env(), static_cast<double>(kernel_->lookup_hits(Iterations(info))));
+    return Num(info.Env(), static_cast<double>(kernel(info).lookup_hits(Iterations(info))));
+  }
+  Napi::Value LookupBurstHits(const Napi::CallbackInfo& info) {
+    return Num(info.Env(), static_cast<double>(kernel(info).lookup_burst_hits(Iterations(info))));
   }
   Napi::Value LookupMisses(const Napi::CallbackInfo& info) {
-    return Num(info.Env(), static_cast<double>(kernel_->lookup_misses(Iterations(info))));
+    return Num(info.Env(), static_cast<double>(kernel(info).lookup_misses(Iterations(info))));
   }
   Napi::Value InsertRemove(const Napi::CallbackInfo& info) {
-    return Num(info.Env(), static_cast<double>(kernel_->insert_remove(Iterations(info))));
+    return Num(info.Env(), static_cast<double>(kernel(info).insert_remove(Iterations(info))));
   }
-  Napi::Value Bytes(const Napi::CallbackInfo& info) { return Num(info.Env(), static_cast<double>(kernel_->bytes())); }
+  Napi::Value Bytes(const Napi::CallbackInfo& info) { return Num(info.Env(), static_cast<double>(kernel(info).bytes())); }
+  Napi::Value Held(const Napi::CallbackInfo& info) { return Num(info.Env(), static_cast<double>(kernel(info).held())); }
+  Napi::Value FillNs(const Napi::CallbackInfo& info) { return Num(info.Env(), static_cast<double>(kernel(info).fill_ns())); }
+  bench::FlowTableKernel& kernel(const Napi::CallbackInfo& info) {
+    if (!kernel_) throw Napi::Error::New(info.Env(), "FlowTableMicro: released");
+    return *kernel_;
+  }
+  // Frees the table now (a large one should not wait for the garbage collector).
+  Napi::Value Release(const Napi::CallbackInfo& info) {
+    kernel_.reset();
+    return info.Env().Undefined();
+  }
   std::unique_ptr<bench::FlowTableKernel> kernel_;
 };
 
@@ -418,6 +447,14 @@ Napi::Object DefineBench(Napi::Env env) {
   bench.Set("EngineStep", EngineStepHandle::Define(env));
   bench.Set("maglevBuildNs", Napi::Function::New(env, MaglevBuildNs, "maglevBuildNs"));
   bench.Set("flowTableBytesPerSlot", Num(env, static_cast<double>(core::kFlowTableBytesPerSlot)));
+  bench.Set("flowTableSlotsFor", Napi::Function::New(
+                                     env,
+                                     [](const Napi::CallbackInfo& info) {
+                                       const double flows = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : 0;
+                                       return Num(info.Env(), static_cast<double>(core::FlowTable::slots_for_flows(
+                                                                  flows > 0 ? static_cast<uint64_t>(flows) : 0)));
+                                     },
+                                     "flowTableSlotsFor"));
   return bench;
 }
 

@@ -7,9 +7,11 @@
 
 #include <cstring>
 #include <memory>
+#include <new>
 #include <string>
 
 #include "core/drop_reason.h"
+#include "core/flow_table.h"
 #include "core/sched/scheduler.h"
 #include "engine/engine.h"
 #include "engine/stats_region.h"
@@ -67,6 +69,7 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
                            InstanceMethod<&EngineHandle::Counters>("counters"),
                            InstanceMethod<&EngineHandle::BackendCounters>("backendCounters"),
                            InstanceMethod<&EngineHandle::FlowOccupancy>("flowOccupancy"),
+                           InstanceMethod<&EngineHandle::FlowTableSize>("flowTable"),
                            InstanceMethod<&EngineHandle::MaglevChangedSlots>("maglevChangedSlots"),
                            InstanceMethod<&EngineHandle::ExplainFlow>("explainFlow"),
                            InstanceMethod<&EngineHandle::SharedMemory>("sharedMemory"),
@@ -95,7 +98,17 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
                           : engine::Polling::adaptive;
     options.spin_ns = static_cast<uint64_t>(OptionalUint32(o, "spinUs", static_cast<uint32_t>(options.spin_ns / 1000))) * 1000;
     options.expiry_interval_ms = OptionalUint32(o, "expiryIntervalMs", options.expiry_interval_ms);
-    options.flow_slots = OptionalUint32(o, "flowSlots", options.flow_slots);
+    // The table is sized by IPv4 nat flows at the design load (flowCapacity),
+    // by its memory (flowMemoryBytes), or in slots (tests).
+    if (o.Get("flowMemoryBytes").IsNumber()) {
+      const double bytes = o.Get("flowMemoryBytes").As<Napi::Number>().DoubleValue();
+      options.flow_slots = static_cast<uint32_t>(core::FlowTable::slots_for_bytes(bytes > 0 ? static_cast<uint64_t>(bytes) : 0));
+    } else if (o.Get("flowCapacity").IsNumber()) {
+      const double flows = o.Get("flowCapacity").As<Napi::Number>().DoubleValue();
+      options.flow_slots = static_cast<uint32_t>(core::FlowTable::slots_for_flows(flows > 0 ? static_cast<uint64_t>(flows) : 0));
+    } else {
+      options.flow_slots = OptionalUint32(o, "flowSlots", options.flow_slots);
+    }
     options.backend_slots = OptionalUint32(o, "backendSlots", options.backend_slots);
     options.maglev_table_size = OptionalUint32(o, "maglevTableSize", options.maglev_table_size);
     driver.memory.ring_frames = OptionalUint32(o, "ringFrames", driver.memory.ring_frames);
@@ -229,7 +242,16 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
       return;
     }
     if (driver.name == "memory") memory_ = std::static_pointer_cast<io::MemoryDriver>(made);
-    auto created = std::make_unique<engine::Engine>(options, made);
+    std::unique_ptr<engine::Engine> created;
+    try {
+      created = std::make_unique<engine::Engine>(options, made);
+    } catch (const std::bad_alloc&) {
+      CodedError(env, "ENOMEM",
+                 "the flow table (" + std::to_string(core::FlowTable::memory_bytes_for(options.flow_slots)) +
+                     " bytes) could not be allocated: give flows.capacity or flows.memoryBytes a smaller value")
+          .ThrowAsJavaScriptException();
+      return;
+    }
     if (!created->open_ports(&port_error)) {
       CodedError(env, port_error.code.c_str(), port_error.message).ThrowAsJavaScriptException();
       return;
@@ -426,6 +448,20 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
     o.Set("forward", Napi::Number::New(env, static_cast<double>(occupancy.forward)));
     o.Set("reverse", Napi::Number::New(env, static_cast<double>(occupancy.reverse)));
     o.Set("templates", Napi::Number::New(env, static_cast<double>(occupancy.templates)));
+    return o;
+  }
+
+  // What the table was built with: slots, the IPv4 nat flows they hold at the
+  // design load, and the bytes they take.
+  Napi::Value FlowTableSize(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!CheckOpen(env)) return env.Undefined();
+    const core::FlowTable& table = engine_->flow_table();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("slots", Napi::Number::New(env, static_cast<double>(table.slot_count())));
+    o.Set("slotBytes", Napi::Number::New(env, static_cast<double>(core::FlowTable::kSlotBytes)));
+    o.Set("capacity", Napi::Number::New(env, static_cast<double>(table.flow_capacity())));
+    o.Set("memoryBytes", Napi::Number::New(env, static_cast<double>(table.memory_bytes())));
     return o;
   }
 

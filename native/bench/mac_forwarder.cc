@@ -1,9 +1,17 @@
 #include "bench/mac_forwarder.h"
 
+#include <fcntl.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstring>
+#include <functional>
 
 #include "bench/bench_clock.h"
 #include "core/forward.h"
+#include "core/snapshot.h"
+#include "io/driver_factory.h"
 
 namespace l4lb::bench {
 
@@ -19,17 +27,22 @@ void add(std::atomic<T>& counter, T n) {
 std::unique_ptr<MacForwarder> MacForwarder::create(const MacForwarderOptions& options, io::PortError* error) {
   std::unique_ptr<MacForwarder> forwarder(new MacForwarder());
   forwarder->options_ = options;
-  for (int p = 0; p < 2; ++p) {
-    io::AfPacketOptions port_options;
-    port_options.interface = options.interfaces[p];
-    port_options.netns_path = options.netns_path;
-    port_options.tx_method = options.tx_method;
-    port_options.rx_frame_count = options.rx_frame_count;
-    port_options.cpu = options.cpu;
-    forwarder->ports_[p] = io::AfPacketPort::create(port_options, error);
-    if (!forwarder->ports_[p]) return nullptr;
+  if (options.driver == "af_xdp") {
+    if (!forwarder->open_driver(error)) return nullptr;
+  } else {
+    for (int p = 0; p < 2; ++p) {
+      io::AfPacketOptions port_options;
+      port_options.interface = options.interfaces[p];
+      port_options.netns_path = options.netns_path;
+      port_options.tx_method = options.tx_method;
+      port_options.rx_frame_count = options.rx_frame_count;
+      port_options.cpu = options.cpu;
+      forwarder->packet_ports_[p] = io::AfPacketPort::create(port_options, error);
+      if (!forwarder->packet_ports_[p]) return nullptr;
+      forwarder->ports_[p] = forwarder->packet_ports_[p].get();
+    }
   }
-  if (!forwarder->waits_.open({forwarder->ports_[0].get(), forwarder->ports_[1].get()})) {
+  if (!forwarder->waits_.open({forwarder->ports_[0], forwarder->ports_[1]})) {
     error->code = "EPORT_SOCKET";
     error->message = "epoll/eventfd/timerfd for the MAC-only forwarder: " + std::string(strerror(errno));
     return nullptr;
@@ -39,12 +52,68 @@ std::unique_ptr<MacForwarder> MacForwarder::create(const MacForwarderOptions& op
   return forwarder;
 }
 
+bool MacForwarder::open_driver(io::PortError* error) {
+  core::SnapshotView view;
+  const char* invalid = nullptr;
+  if (!core::open_snapshot(options_.snapshot.data(), options_.snapshot.size(), &view, &invalid)) {
+    *error = io::PortError{"EPORT_OPTIONS", std::string("MAC-only forwarder over af_xdp: snapshot: ") + invalid, 0};
+    return false;
+  }
+  // The driver opens (and closes) its interfaces in the calling thread's
+  // network namespace: open it from a thread that enters the forwarder's.
+  // Its sockets then serve any thread.
+  in_netns([&] {
+    io::DriverSpec spec;
+    spec.name = "af_xdp";
+    spec.af_xdp.library = options_.af_xdp_library;
+    spec.af_xdp.interfaces = {options_.interfaces[0], options_.interfaces[1]};
+    if (options_.cpu >= 0) spec.af_xdp.worker_cpus = {options_.cpu};
+    std::shared_ptr<io::Driver> driver = io::make_driver(spec, error);
+    if (!driver || !driver->open(1, error)) return;
+    driver->configure(view);
+    if (driver->configure_errors() != 0) {
+      *error = io::PortError{"EPORT_FILTER", "MAC-only forwarder over af_xdp: filling the XDP program's maps failed", 0};
+      return;
+    }
+    driver_ = std::move(driver);
+  }, error);
+  if (!driver_) return false;
+  ports_[0] = &driver_->port(0, 0);
+  ports_[1] = &driver_->port(0, 1);
+  return true;
+}
+
+bool MacForwarder::in_netns(const std::function<void()>& work, io::PortError* error) const {
+  bool entered = true;
+  std::thread runner([&] {
+    if (!options_.netns_path.empty()) {
+      const int fd = ::open(options_.netns_path.c_str(), O_RDONLY | O_CLOEXEC);
+      entered = fd >= 0 && setns(fd, CLONE_NEWNET) == 0;
+      const int error_number = errno;
+      if (fd >= 0) ::close(fd);
+      if (!entered) {
+        if (error) *error = io::PortError{"EPORT_NETNS", "entering " + options_.netns_path + ": " + strerror(error_number), error_number};
+        return;
+      }
+    }
+    work();
+  });
+  runner.join();
+  return entered;
+}
+
 MacForwarder::~MacForwarder() { stop(); }
 
 void MacForwarder::stop() {
   running_.store(false, std::memory_order_relaxed);
   waits_.wake();
   if (thread_.joinable()) thread_.join();
+  // The driver detaches its XDP program from the interfaces of the namespace
+  // it runs in: close it there.
+  if (driver_) {
+    ports_[0] = ports_[1] = nullptr;
+    in_netns([&] { driver_.reset(); }, nullptr);
+  }
 }
 
 void MacForwarder::loop() {
@@ -87,7 +156,8 @@ void MacForwarder::loop() {
 
 MacForwarderStats MacForwarder::stats() const {
   MacForwarderStats s;
-  for (const auto& port : ports_) {
+  for (const io::Port* port : ports_) {
+    if (port == nullptr) continue;  // stopped
     const io::PortCounters c = port->counters();
     s.rx_packets += c.rx_packets;
     s.tx_packets += c.tx_packets;

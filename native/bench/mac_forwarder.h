@@ -6,13 +6,16 @@
 // then sleeps on the same wait set (engine/wait_set.h); busy time is
 // accounted exactly as the engine accounts it (the time of batches that
 // received something). The difference between l4lb and this forwarder is
-// therefore the cost of the L4 work alone.
+// therefore the cost of the L4 work alone. It runs over AF_PACKET ports, or
+// over the AF_XDP driver (its XDP program selecting the traffic a
+// configuration names, as a balancer's does): one floor per driver.
 #pragma once
 
 #include <pthread.h>
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -21,6 +24,7 @@
 #include "engine/engine.h"
 #include "engine/wait_set.h"
 #include "io/af_packet.h"
+#include "io/driver.h"
 
 namespace l4lb::bench {
 
@@ -36,6 +40,12 @@ struct MacForwarderOptions {
   io::TxMethod tx_method = io::kDefaultTxMethod;
   uint32_t rx_frame_count = io::AfPacketOptions{}.rx_frame_count;  // the engine's defaults
   uint64_t spin_ns = engine::EngineOptions{}.spin_ns;
+  // "af_packet" (the ports above) or "af_xdp": the AF_XDP driver loaded from
+  // af_xdp_library, its program's maps filled from `snapshot` (a published
+  // configuration's bytes) so that it redirects what a balancer would.
+  std::string driver = "af_packet";
+  std::string af_xdp_library;
+  std::vector<uint8_t> snapshot;
 };
 
 struct MacForwarderStats {
@@ -61,8 +71,15 @@ class MacForwarder {
   MacForwarder() = default;
   void loop();
 
+  bool open_driver(io::PortError* error);
+  // Runs `work` on a thread in options_.netns_path (or this namespace); false
+  // when it could not enter it (then *error, if given, says why).
+  bool in_netns(const std::function<void()>& work, io::PortError* error) const;
+
   MacForwarderOptions options_;
-  std::unique_ptr<io::AfPacketPort> ports_[2];
+  std::unique_ptr<io::AfPacketPort> packet_ports_[2];
+  std::shared_ptr<io::Driver> driver_;  // af_xdp: owns the ports
+  io::Port* ports_[2] = {};
   engine::WaitSet waits_;
   std::thread thread_;
   pthread_t native_thread_{};

@@ -38,15 +38,23 @@ class FlowTableKernel {
  public:
   FlowTableKernel(uint32_t slots, uint32_t flows);
   uint64_t lookup_hits(uint32_t iterations);
+  uint64_t lookup_burst_hits(uint32_t iterations);
   uint64_t lookup_misses(uint32_t iterations);
   uint64_t insert_remove(uint32_t iterations);
+  // The table's memory (slots and side arrays), and the flows the constructor
+  // placed (all of `flows` unless the table refused some).
   size_t bytes() const;
+  uint32_t held() const { return held_; }
+  // Nanoseconds the constructor spent inserting.
+  uint64_t fill_ns() const { return fill_ns_; }
 
  private:
   core::FlowKey key_of(uint64_t index) const;
   std::unique_ptr<core::FlowTable> table_;
   core::FlowCounters counters_;
   uint32_t flows_;
+  uint32_t held_ = 0;
+  uint64_t fill_ns_ = 0;
   uint64_t cursor_ = 0;
   uint64_t fresh_ = 0;
 };

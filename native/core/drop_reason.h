@@ -29,7 +29,9 @@ namespace l4lb::core {
   X(no_neighbour, "no-neighbour")           /* next hop's MAC not resolved yet */       \
   X(tx_full, "tx-full")                     /* the egress port refused the frame */     \
   X(unknown_flow, "unknown-flow")           /* a reply that matches no tracked flow */  \
-  X(malformed_tunnel, "malformed-tunnel")   /* GRE/IPIP outer header invalid */
+  X(malformed_tunnel, "malformed-tunnel")   /* GRE/IPIP outer header invalid */         \
+  X(reply_tuple_in_use, "reply-tuple-in-use") /* nat: another flow owns backend:port <- client:port */ \
+  X(insert_contended, "insert-contended")   /* another worker kept the flow's buckets locked; nothing created */
 
 enum class DropReason : uint8_t {
 #define L4LB_DROP_ENUM(id, name) id,

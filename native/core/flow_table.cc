@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -114,7 +115,9 @@ constexpr int kInsertAttempts = 4;
 // Cuckoo search: buckets examined breadth first, and rounds of moves/evictions.
 constexpr int kMaxBfsNodes = 64;
 constexpr int kMaxBfsDepth = 5;
-constexpr int kRoomRounds = 3;
+// Evictions per insert: enough to empty both candidate buckets, so that a wide
+// entry gets an aligned pair whenever evictable entries make one.
+constexpr int kRoomRounds = 2 * FlowTable::kSlotsPerBucket;
 // Probes of the ingress-path table (double hashing over a prime size: at 90%
 // occupancy one new path in a thousand is not placed).
 constexpr uint32_t kPathProbes = 64;
@@ -147,8 +150,6 @@ inline bool is_reverse(Kind kind) { return kind == kReverse4 || kind == kReverse
 inline bool is_template(Kind kind) { return kind == kTemplate4 || kind == kTemplate6; }
 inline bool is_wide(Kind kind) { return kind == kForward6 || kind == kReverse6 || kind == kTemplate6; }
 inline uint32_t width_of(Kind kind) { return is_wide(kind) ? 2 : 1; }
-// The slot holding P1/P2 of a narrow or wide entry (the link of a compact one).
-inline uint32_t data_slot(uint32_t head, Kind kind) { return is_wide(kind) ? head + 1 : head; }
 inline FlowEntryKind public_kind(Kind kind) {
   if (is_reverse(kind)) return FlowEntryKind::reverse;
   if (is_template(kind)) return FlowEntryKind::persistence_template;
@@ -472,6 +473,13 @@ FlowTable::FlowTable(const FlowTableOptions& options)
     words_ = reinterpret_cast<uint64_t*>(aligned);
     madvise(words_, bytes, MADV_HUGEPAGE);  // advice: refusing it only costs TLB misses
     if (madvise(words_, bytes, MADV_POPULATE_WRITE) != 0) {
+      // ENOMEM: the machine cannot back the table; touching it page by page
+      // would end in the OOM killer, so refuse it here. Other errors are
+      // kernels without MADV_POPULATE_WRITE (before 5.14): fault it in by hand.
+      if (errno == ENOMEM) {
+        munmap(mapping, mapping_bytes_);
+        throw std::bad_alloc();
+      }
       for (size_t offset = 0; offset < bytes; offset += 4096) {
         reinterpret_cast<volatile uint8_t*>(words_)[offset] = 0;
       }
@@ -1421,11 +1429,13 @@ bool FlowTable::make_room(const Probe& probe, uint32_t width, Locks* locks, Flow
   return false;
 }
 
+bool FlowTable::claim_free(const Probe& probe, uint32_t width, Claim* claim) {
+  return claim_in(probe.bucket[0], width, claim) || claim_in(probe.bucket[1], width, claim);
+}
+
 bool FlowTable::claim_room(const Probe& probe, uint32_t width, Locks* locks, uint32_t now, FlowCounters& counters,
                            Claim* claim) {
-  auto claim_direct = [&] {
-    return claim_in(probe.bucket[0], width, claim) || claim_in(probe.bucket[1], width, claim);
-  };
+  auto claim_direct = [&] { return claim_free(probe, width, claim); };
   // Room in the first bucket, else the second; else room made by moves (one
   // search: when it finds nothing the table is full around this key); else
   // evictions (half-open, then expired), each followed by another look.
@@ -1589,14 +1599,34 @@ FlowInsertResult FlowTable::place(const FlowKey* keys, const KeyCode* codes, con
     }
     if (look_again) continue;
 
-    // 2. Room for each entry: a free slot, moves, or an eviction.
+    // 2. Room for each entry: a free slot, moves, or an eviction. When the
+    // forward entry took the room the reverse entry needed (both keys share a
+    // bucket), the reverse entry goes first and the forward entry takes its
+    // other choice; when that fails too, the moves made on the way may have
+    // left free slots for both: a last look in either order, moving nothing.
     Claim claims[2];
-    for (size_t k = 0; k < count; ++k) {
-      if (!claim_room(probes[k], width_of(kinds[k]), locks, now, counters, &claims[k])) {
-        for (size_t j = 0; j < k; ++j) abandon(claims[j]);
-        FlowCounters::bump(counters.insert_failed_full);
-        return FlowInsertResult::full;
+    // Claims the entries in `order`; on failure releases what it claimed and
+    // returns the position that failed, else `count`.
+    auto claim_in_order = [&](const size_t* order, bool may_move) {
+      for (size_t i = 0; i < count; ++i) {
+        const size_t k = order[i];
+        const uint32_t width = width_of(kinds[k]);
+        if (!(may_move ? claim_room(probes[k], width, locks, now, counters, &claims[k])
+                       : claim_free(probes[k], width, &claims[k]))) {
+          for (size_t j = 0; j < i; ++j) abandon(claims[order[j]]);
+          return i;
+        }
       }
+      return count;
+    };
+    constexpr size_t kForwardFirst[2] = {0, 1};
+    constexpr size_t kReverseFirst[2] = {1, 0};
+    const size_t placed = claim_in_order(kForwardFirst, true);
+    if (placed != count &&
+        (placed == 0 || (claim_in_order(kReverseFirst, true) != count && claim_in_order(kForwardFirst, false) != count &&
+                         claim_in_order(kReverseFirst, false) != count))) {
+      FlowCounters::bump(counters.insert_failed_full);
+      return FlowInsertResult::full;
     }
 
     // 3. Write the entries.

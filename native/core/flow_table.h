@@ -505,6 +505,7 @@ class FlowTable {
   void unlock_stripes(Locks* locks, size_t keep);
   bool bucket_has_room(uint32_t bucket, uint32_t width) const;
   bool claim_in(uint32_t bucket, uint32_t width, Claim* claim);
+  bool claim_free(const Probe& probe, uint32_t width, Claim* claim);
   void abandon(const Claim& claim);
   bool buckets_of_entry(uint32_t slot, uint64_t control, uint32_t* first, uint32_t* second) const;
   bool move_entry(uint32_t slot, uint64_t control_seen, uint32_t to_bucket, Locks* locks, FlowCounters& counters);

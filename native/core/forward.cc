@@ -535,18 +535,35 @@ void Forwarder::handle_to_vip(Frame& frame, PacketInfo& info, TxQueues& tx) {
     case FlowInsertResult::reverse_exists:
       // nat: another flow already owns backend:port <- client:port (two VIPs
       // sharing a backend and a client port). Its replies would be ambiguous.
-      drop(DropReason::flow_table_full);
+      drop(DropReason::reply_tuple_in_use);
       return;
+    case FlowInsertResult::contended: {
+      // Another worker held the buckets for the whole bounded wait: most
+      // often it was creating this very flow (a SYN and the next segment
+      // taken by different workers). Follow its choice if it did.
+      Flow existing;
+      if (flows.lookup(fresh.key, hash, now_ms_, *res_.flow_counters, &existing,
+                       service->method == static_cast<uint8_t>(Method::fullnat))) {
+        const uint32_t index = config.backend_index_by_id(existing.backend_id);
+        if (index == shm::kNone) {
+          drop(DropReason::no_backend);
+          return;
+        }
+        forward_to_backend(frame, info, service_index, index, &existing, tx);
+        return;
+      }
+      break;
+    }
     case FlowInsertResult::full:
-    case FlowInsertResult::contended:
       break;
   }
-  // Table full. nat and fullnat cannot translate replies without state;
-  // dr and tunnels can still go consistently where scheduling is a pure
-  // function of the packet, unless the policy says drop.
+  // Not tracked (table full, or contended). nat and fullnat cannot
+  // translate replies without state; dr and tunnels can still go
+  // consistently where scheduling is a pure function of the packet, unless
+  // the policy says drop.
   if (nat_like || (view.header->flags & shm::kSnapshotDropWhenFlowTableFull) ||
       !config.consistent_scheduler(service_index)) {
-    drop(DropReason::flow_table_full);
+    drop(result == FlowInsertResult::contended ? DropReason::insert_contended : DropReason::flow_table_full);
     return;
   }
   WorkerCounters::add(counters.flows_untracked);

@@ -145,6 +145,7 @@ class Engine {
   // data-plane signal that is not a drop counter (a port error, for one).
   bool post_event(uint32_t worker, shm::EventKind kind, uint64_t time_ns, uint64_t count, uint64_t detail);
   core::FlowOccupancy flow_occupancy() const { return flows_->occupancy(); }
+  const core::FlowTable& flow_table() const { return *flows_; }
 
   // The reader of the event rings sleeps until there is news: `listener` is
   // called (from a worker thread, or the caller of poll()/post_event) when a

@@ -31,6 +31,9 @@ namespace {
 
 constexpr uint32_t kEthernetHeaderLen = 14;
 constexpr uint32_t kVlanTagLen = 4;
+// A queue a dead process held: up to a second for the kernel to release it.
+constexpr int kBusyQueueAttempts = 20;
+constexpr useconds_t kBusyQueueRetryUs = 50'000;
 
 // libbpf prints verifier logs and warnings; the driver reports its own
 // errors, so these go to a buffer that a load failure quotes.
@@ -82,9 +85,19 @@ bool AfXdpDriver::open(uint32_t workers, PortError* error) {
   if (ring < 64 || ring > 16384 || (ring & (ring - 1)) != 0) {
     return xdp_fail(error, "EPORT_OPTIONS", "ring_size must be a power of two from 64 to 16384", 0);
   }
-  const bool ok = inspect_interfaces(workers, error) && remove_stale_programs(error) && load_program(error) &&
-                  std::all_of(interfaces_.begin(), interfaces_.end(), [&](Interface& i) { return attach(i, error); }) &&
-                  open_sockets(workers, error);
+  bool ok = inspect_interfaces(workers, error) && remove_stale_programs(error) && load_program(error) &&
+             std::all_of(interfaces_.begin(), interfaces_.end(), [&](Interface& i) { return attach(i, error); });
+  // A queue that is busy here belongs to no live balancer (that was refused
+  // above): a process that just died holds it until the kernel's deferred
+  // release of its socket runs. Try again, with new sockets and UMEMs (a
+  // failed socket leaves its UMEM unfit for another), for up to a second.
+  for (int attempt = 0; ok; ++attempt) {
+    if (open_sockets(workers, error)) break;
+    ok = error != nullptr && error->code == "EXDP_BUSY" && attempt + 1 < kBusyQueueAttempts;
+    ports_.clear();
+    umems_.clear();
+    if (ok) usleep(kBusyQueueRetryUs);
+  }
   if (!ok) close_all();  // nothing stays attached or open
   return ok;
 }

@@ -166,16 +166,24 @@ describe.each(drivers)('balancer behaviour through %s', (driver) => {
       // 1472 bytes of UDP payload fill the client's 1500-byte MTU; the outer
       // IPv4 header of the tunnel would make it 1520.
       const send = "import socket,sys; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.setsockopt(socket.IPPROTO_IP, 10, 2); s.sendto(b'x' * 1472, (sys.argv[1], 80))";
-      await topology.client.exec(['python3', '-c', send, VIP]);
+      // Sent again, as an application doing path-MTU discovery would, while
+      // the client's kernel has not learnt the MTU (a datagram or its answer
+      // can be lost on a busy machine).
       let route = '';
+      let sent = 0;
       for (let i = 0; i < 50 && !/mtu 1480/.test(route); i++) {
+        if (i % 10 === 0) {
+          await topology.client.exec(['python3', '-c', send, VIP]);
+          sent++;
+        }
         await new Promise((r) => setTimeout(r, 50));
         route = (await topology.client.exec(['ip', 'route', 'get', VIP])).stdout;
       }
-      expect(route).toMatch(/mtu 1480/);
       const stats = await balancer.stats();
+      expect(route, `fragmentation-needed sent ${stats.counters.icmpFragNeededSent} for ${sent} datagrams`).toMatch(/mtu 1480/);
       expect(stats.counters.echoReplies).toBe(3);
-      expect(stats.counters.icmpFragNeededSent).toBe(1);
+      expect(stats.counters.icmpFragNeededSent).toBeGreaterThanOrEqual(1);
+      expect(stats.counters.icmpFragNeededSent).toBeLessThanOrEqual(sent);
     } finally {
       await balancer?.close();
       balancer = undefined;

@@ -35,13 +35,13 @@ function expectWellFormedRun(run: UdpRunResult | undefined, label: string): void
 }
 
 describe('npm run bench', () => {
-  it('runs one 1-second scenario and writes a well-formed report (JSON, Markdown, SVG)', async () => {
+  it('runs 1-second scenarios (l4lb nat, the AF_XDP floor) and writes a well-formed report (JSON, Markdown, SVG)', async () => {
     await assertLabAvailable();
     const files = { json: join(dir, 'report.json'), markdown: join(dir, 'report.md'), svg: join(dir, 'report.svg') };
     const { stdout } = await promisify(execFile)(
       process.execPath,
-      ['--import', 'tsx', 'bench/run.ts', '--scenario', 'l4lb-nat-64b-1f', '--seconds', '1', '--json', files.json, '--markdown', files.markdown, '--svg', files.svg],
-      { cwd: root, timeout: 110_000, maxBuffer: 16 * 1024 * 1024 },
+      ['--import', 'tsx', 'bench/run.ts', '--scenario', 'l4lb-nat-64b-1f', '--scenario', 'mac-only-af_xdp-64b-1f', '--seconds', '1', '--json', files.json, '--markdown', files.markdown, '--svg', files.svg],
+      { cwd: root, timeout: 170_000, maxBuffer: 16 * 1024 * 1024 },
     );
     expect(stdout).toMatch(/l4lb-nat, 64 B, 1 flow/);
 
@@ -57,11 +57,17 @@ describe('npm run bench', () => {
     expect(Number.isFinite(scenario!.throughput!.forwarderBusyNsPerPacket)).toBe(true);
     expect(Number.isFinite(scenario!.addedNsPerPacket)).toBe(true);
     expect(scenario!.throughput!.delivered, 'l4lb forwarded frames to the sink').toBeGreaterThan(0);
+    // The MAC-only forwarder over the AF_XDP driver: its XDP program took the bench's frames and it sent them on.
+    const floor = report.scenarios.find((s): s is UdpScenario => s.kind === 'udp' && s.name === 'mac-only-af_xdp-64b-1f');
+    expect(floor?.status, floor?.reason).toBe('ok');
+    expectWellFormedRun(floor!.throughput, 'mac-only-af_xdp');
+    expect(floor!.throughput!.delivered, 'the af_xdp floor forwarded frames to the sink').toBeGreaterThan(0);
+    expect(scenario!.ratios?.['mac-only-af_xdp'], 'l4lb against the same-run floor').toBeDefined();
     expect(Array.isArray(report.targets)).toBe(true);
 
     expect(readFileSync(files.markdown, 'utf8')).toContain('| l4lb-nat, 64 B, 1 flow |');
     const svg = readFileSync(files.svg, 'utf8');
     expect(svg.startsWith('<svg')).toBe(true);
     expect(svg).toContain('l4lb-nat');
-  }, 120_000);
+  }, 180_000);
 });

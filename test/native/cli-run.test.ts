@@ -1,7 +1,7 @@
 // `l4lb run` as a child process on the memory driver (no privileges), and
 // the client commands against it: status, stats, stats --rate, --json,
 // reloads by SIGHUP, by the reload command and by --watch, the control
-// socket's mode, the metrics endpoint, and a clean SIGTERM.
+// socket's mode, the metrics endpoint, the dashboard, and a clean SIGTERM.
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -298,6 +298,65 @@ describe('l4lb run --watch --metrics', () => {
       expect(instance.stderr.slice(touched)).toBe('l4lb: stopping (SIGINT)\nl4lb: stopped\n');
       expect(existsSync(socket)).toBe(false);
     } finally {
+      await instance.kill();
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('l4lb run --dashboard', () => {
+  it('serves the dashboard from the file (a port alone: loopback), --dashboard overrides it, SIGTERM closes it', async () => {
+    const directory = mkdtempSync(join(tmpdir(), 'l4lb-cli-dashboard-'));
+    const file = join(directory, 'l4lb.yaml');
+    const socket = join(directory, 'l4lb.sock');
+    writeFileSync(file, `${fixtureText}dashboard: 0\n`);
+    const instance = new Cli(['run', file, '--socket', socket]);
+    try {
+      const ready = await instance.waitFor(/l4lb: ready: 2 services, 3 backends, control socket \S+, dashboard (http:\/\/127\.0\.0\.1:(\d+)\/)\n/);
+      const url = ready[1]!;
+      const page = await fetch(url);
+      expect(page.status).toBe(200);
+      expect(await page.text()).toContain('<title>l4lb dashboard</title>');
+      const snapshot = (await (await fetch(`${url}snapshot.json`)).json()) as { stats: { services: Array<{ address: string; port: number; backends: Array<{ weight: number }> }> } };
+      const status = JSON.parse((await cli('status', '--socket', socket, '--json')).stdout) as { stats: { services: unknown[] } };
+      expect(snapshot.stats.services.map((s) => `${s.address}:${s.port}`)).toEqual(['198.18.0.100:80', '198.18.0.100:53']);
+      expect(snapshot.stats.services).toHaveLength(status.stats.services.length);
+      expect((await fetch(url, { method: 'POST' })).status).toBe(405);
+      instance.child.kill('SIGTERM');
+      expect(await instance.exited).toBe(0);
+      await expect(fetch(url)).rejects.toThrow();
+    } finally {
+      await instance.kill();
+    }
+
+    // --dashboard replaces the file's, and an address other than loopback is said to be one.
+    const open = new Cli(['run', file, '--socket', socket, '--dashboard', '0.0.0.0:0']);
+    try {
+      const ready = await open.waitFor(/, dashboard http:\/\/0\.0\.0\.0:(\d+)\/\n/);
+      expect(open.stderr).toContain('l4lb: the dashboard listens on 0.0.0.0, not loopback: anyone who reaches it sees every service and backend\n');
+      expect((await fetch(`http://127.0.0.1:${ready[1]}/`)).status).toBe(200);
+    } finally {
+      await open.kill('SIGTERM');
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
+
+  it('a dashboard port in use: status 1 naming it, nothing left running', async () => {
+    const directory = mkdtempSync(join(tmpdir(), 'l4lb-cli-dashboard-'));
+    const file = join(directory, 'l4lb.yaml');
+    const socket = join(directory, 'l4lb.sock');
+    writeFileSync(file, fixtureText);
+    const { createServer } = await import('node:net');
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const { port } = blocker.address() as { port: number };
+    const instance = new Cli(['run', file, '--socket', socket, '--dashboard', String(port)]);
+    try {
+      expect(await instance.exited).toBe(1);
+      expect(instance.stderr).toBe(`l4lb: cannot serve the dashboard on http://127.0.0.1:${port}/ (EADDRINUSE): the port is in use: choose another, or port 0 for any free one\n`);
+      expect(existsSync(socket)).toBe(false);
+    } finally {
+      blocker.close();
       await instance.kill();
       rmSync(directory, { recursive: true, force: true });
     }

@@ -115,6 +115,69 @@ describe('forwarding and statistics', () => {
     expect(rates.packetsPerSec).toBeGreaterThan(0);
   });
 
+  it('sizes the flow table by bytes and holds the flows stats() reports for it', async () => {
+    const memoryBytes = 256 * 1024;
+    const lb = await balancer({ flows: { memoryBytes, udpTimeoutMs: 60_000 } });
+    const { flows } = lb.stats();
+    // 64 KiB of side arrays, then 128-byte buckets of four 32-byte slots; two slots an IPv4 nat flow at 90% load.
+    expect(flows.memoryBytes).toBeLessThanOrEqual(memoryBytes);
+    expect(flows.memoryBytes).toBeGreaterThan(memoryBytes - 128);
+    expect(flows.slots).toBe(6144);
+    expect(flows.capacity).toBe(Math.floor((flows.slots * 0.9) / 2));
+    const dns = lb.addService({ address: vip, port: 53, protocol: 'udp', healthCheck: { type: 'none' } });
+    dns.addBackend({ address: backendAddress(2), port: 53 });
+    await settled(lb);
+    const batch = 512;
+    for (let first = 0; first < flows.capacity; first += batch) {
+      const count = Math.min(batch, flows.capacity - first);
+      for (let i = 0; i < count; i++) {
+        expect(lb.memoryPort('in').inject(toVip({ kind: 'udp', sport: 1024 + first + i, dport: 53 }))).toBe(true);
+      }
+      expect(await lb.memoryPort('out').take({ count, timeoutMs: 2000 })).toHaveLength(count);
+    }
+    const after = lb.stats();
+    expect(after.flows.active).toBe(flows.capacity);
+    expect(after.flows.counters.insertFailedFull ?? 0).toBe(0);
+    expect(after.drops['flow-table-full'] ?? 0).toBe(0);
+  });
+
+  it('refuses a flow table sized both by flows and by bytes, and one the machine cannot allocate', async () => {
+    await expect(LoadBalancer.create(memoryOptions({ flows: { capacity: 4096, memoryBytes: 1 << 20 } }))).rejects.toMatchObject({
+      code: 'EINVAL_CONFLICT',
+      path: 'flows.memoryBytes',
+    });
+    await expect(LoadBalancer.create(memoryOptions({ flows: { memoryBytes: 1000 } }))).rejects.toMatchObject({ code: 'EINVAL_RANGE', path: 'flows.memoryBytes' });
+    // 38 GiB of address space: room for Node (and its WebAssembly reservations), not for 64 GiB of flows.
+    const script = fileURLToPath(new URL('../fixtures/flow-table-no-memory.ts', import.meta.url));
+    const result = spawnSync('bash', ['-c', 'ulimit -v 40000000 && exec "$0" --import tsx "$1"', process.execPath, script], {
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    expect(result.stderr).toBe('');
+    expect(JSON.parse(result.stdout)).toEqual({
+      name: 'DataPlaneError',
+      code: 'ENOMEM',
+      path: 'flows',
+      message: 'data plane: the flow table (68719476720 bytes) could not be allocated: give flows.capacity or flows.memoryBytes a smaller value',
+    });
+  });
+
+  it("drops a nat flow whose reply tuple another flow owns as reply-tuple-in-use, not as a full table", async () => {
+    const lb = await balancer();
+    // Two VIPs with the same backend: a client port used toward both gives both flows the reply tuple backend:8080 <- client:port.
+    for (const address of [vip, '198.18.0.101']) {
+      lb.addService({ address, port: 80, healthCheck: { type: 'none' } }).addBackend({ address: backendAddress(2), port: 8080 });
+    }
+    await settled(lb);
+    expect(lb.memoryPort('in').inject(toVip(tcp(40000, 'S')))).toBe(true);
+    expect(await lb.memoryPort('out').take({ count: 1, timeoutMs: 2000 })).toHaveLength(1);
+    expect(lb.memoryPort('in').inject(toVip(tcp(40000, 'S'), '198.18.0.101'))).toBe(true);
+    await until(() => (lb.stats().drops['reply-tuple-in-use'] ?? 0) === 1, 2000, 'the clash counted');
+    const s = lb.stats();
+    expect(s.drops['flow-table-full']).toBe(0);
+    expect(s.flows.active).toBe(1);
+  });
+
   it('rewrites toward the backend with its next-hop MAC and translates replies back from the VIP', async () => {
     const lb = await balancer();
     const web = lb.addService({ address: vip, port: 80, healthCheck: { type: 'none' } });

@@ -12,7 +12,7 @@ describe('package', () => {
       { cwd: packageRoot, encoding: 'utf8' },
     );
     const result = JSON.parse(out) as { main: string[]; lab: string };
-    expect(result.main).toEqual(expect.arrayContaining(['L4lbError', 'Lab', 'LabError', 'ValidationError']));
+    expect(result.main).toEqual(expect.arrayContaining(['L4lbError', 'Lab', 'LabError', 'ValidationError', 'LoadBalancer', 'serveDashboard']));
     expect(result.lab).toBe('function');
   });
 });

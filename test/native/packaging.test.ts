@@ -7,7 +7,8 @@
 // docs/packaging.md) travel beside the prebuild: the AF_XDP driver,
 // l4lb_af_xdp.so, the DPDK driver, l4lb_dpdk.so, and a stand-in probe
 // library; the addon itself links neither libxdp, libbpf nor DPDK, so it
-// loads where they are missing.
+// loads where they are missing. The dashboard's page and assets ship too,
+// and the installed copy serves them.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -59,7 +60,15 @@ while (!lb.stats().workers.every((w) => w.configGeneration >= lb.generation)) aw
 lb.memoryPort('in').inject(Buffer.from(frame, 'hex'));
 const out = await lb.memoryPort('out').take({ count: 1, timeoutMs: 5000 });
 const { nativeLibraryPath, resolveBindingPath } = await import(packageDir + '/dist/native/binding.js');
+const board = await lb.serveDashboard();
+const fetched = {};
+for (const path of ['', 'dashboard.js', 'dashboard.css', 'snapshot.json']) {
+  const response = await fetch(board.url + path);
+  const body = await response.text();
+  fetched[path || '/'] = { status: response.status, type: response.headers.get('content-type'), bytes: body.length };
+}
 console.log(JSON.stringify({
+  dashboard: fetched,
   out: out.map((f) => f.toString('hex')),
   addon: resolveBindingPath(packageDir),
   probeLibrary: nativeLibraryPath('l4lb_optional_probe', packageDir),
@@ -94,6 +103,8 @@ describe('the packed package', () => {
     expect(listing).toContain('package/native/xdp/l4lb_xdp.c'); // compiled on install elsewhere
     expect(listing).toContain('package/tools/build-xdp-object.mjs');
     expect(listing).toContain('package/dist/index.js');
+    for (const asset of ['index.html', 'dashboard.js', 'dashboard.css']) expect(listing).toContain(`package/lib/dashboard/assets/${asset}`); // served by the dashboard
+    expect(listing.filter((path) => path.startsWith('package/lib/') && !path.startsWith('package/lib/dashboard/assets/'))).toEqual([]);
     expect(listing).toContain('package/tools/native-sources.mjs'); // binding.gyp needs it to compile elsewhere
     expect(listing.filter((path) => path.startsWith('package/build/'))).toEqual([]);
 
@@ -129,7 +140,20 @@ describe('the packed package', () => {
       timeout: 60_000,
     });
     expect(ran.status, ran.stderr).toBe(0);
-    const result = JSON.parse(ran.stdout) as { out: string[]; addon: string; probeLibrary: string; afXdpLibrary: string; dpdkLibrary: string };
+    const result = JSON.parse(ran.stdout) as {
+      out: string[];
+      addon: string;
+      probeLibrary: string;
+      afXdpLibrary: string;
+      dpdkLibrary: string;
+      dashboard: Record<string, { status: number; type: string; bytes: number }>;
+    };
+    // The installed package's dashboard serves its page and assets (from lib/dashboard/assets of the tarball).
+    expect(result.dashboard['/']).toMatchObject({ status: 200, type: 'text/html; charset=utf-8' });
+    expect(result.dashboard['dashboard.js']).toMatchObject({ status: 200, type: 'text/javascript; charset=utf-8' });
+    expect(result.dashboard['dashboard.css']).toMatchObject({ status: 200, type: 'text/css; charset=utf-8' });
+    expect(result.dashboard['snapshot.json']).toMatchObject({ status: 200, type: 'application/json; charset=utf-8' });
+    for (const asset of Object.values(result.dashboard)) expect(asset.bytes).toBeGreaterThan(100);
     expect(result.addon).toBe(join(installed, prebuildDir, 'l4lb.node'));
     expect(result.probeLibrary).toBe(join(installed, prebuildDir, 'l4lb_optional_probe.so'));
     expect(result.afXdpLibrary).toBe(join(installed, prebuildDir, 'l4lb_af_xdp.so'));

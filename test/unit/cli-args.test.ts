@@ -35,6 +35,8 @@ describe('usage errors: status 2 and the reason', () => {
     [['realserver', 'up', '--vip', 'abc', '--method', 'dr', '--dry-run'], 'l4lb: vip: "abc" is not an IPv4 address'],
     [['lab', 'up', '--name', 'Bad_Name'], `l4lb: --name must be 1-20 lower-case letters, digits or '-', starting with a letter, got "Bad_Name"`],
     [['run', 'x.yaml', '--metrics', 'nope'], 'l4lb: --metrics must be "address:port" with an IPv4 address and a port 0..65535, got "nope"'],
+    [['run', 'x.yaml', '--dashboard', 'localhost:8080'], 'l4lb: --dashboard must be "PORT" (on 127.0.0.1), "ADDRESS:PORT" or "[IPV6]:PORT" with a port 0..65535, got "localhost:8080"'],
+    [['run', 'x.yaml', '--dashboard', '127.0.0.1:99999'], 'l4lb: --dashboard must be "PORT" (on 127.0.0.1), "ADDRESS:PORT" or "[IPV6]:PORT" with a port 0..65535, got "127.0.0.1:99999"'],
   ])('l4lb %j', async (args, message) => {
     const result = await cli(...args);
     expect(result.code).toBe(2);
@@ -52,7 +54,7 @@ describe('usage errors: status 2 and the reason', () => {
 describe('--help on every command: status 0, its options, the exit statuses', () => {
   const commands: Array<[string[], string[]]> = [
     [[], ['run', 'validate', 'reload', 'status', 'stats', 'realserver', 'lab', '--version']],
-    [['run'], ['<config>', '--socket <path>', '--metrics <address:port>', '--watch', 'SIGHUP']],
+    [['run'], ['<config>', '--socket <path>', '--metrics <address:port>', '--dashboard <[address:]port>', '--watch', 'SIGHUP']],
     [['validate'], ['<config>']],
     [['reload'], ['--socket <path>', '--json']],
     [['status'], ['--socket <path>', '--json', '$L4LB_SOCKET']],

@@ -39,8 +39,17 @@ describe('configuration files that are accepted', () => {
     ]);
     expect(config.controlSocket).toBe('/run/l4lb/l4lb.sock');
     expect(config.metrics).toEqual({ host: '127.0.0.1', port: 9100 });
+    expect(config.dashboard).toEqual({ host: '127.0.0.1', port: 8080 });
     expect(config.services[0]!.normalized.healthCheck.expectBody).toEqual(/^ok/);
     expect(config.services[1]!.backends.map((b) => b.key)).toEqual(['198.18.1.20:53', '198.18.1.21:53']);
+  });
+
+  it('dashboard: a port alone is on loopback; an address is taken as written', () => {
+    expect(parseConfig(`${eth0}dashboard: 8080\n`, 'l4lb.yaml').dashboard).toEqual({ host: '127.0.0.1', port: 8080 });
+    expect(parseConfig(`${eth0}dashboard: "8080"\n`, 'l4lb.yaml').dashboard).toEqual({ host: '127.0.0.1', port: 8080 });
+    expect(parseConfig(`${eth0}dashboard: 0.0.0.0:8080\n`, 'l4lb.yaml').dashboard).toEqual({ host: '0.0.0.0', port: 8080 });
+    expect(parseConfig(`${eth0}dashboard: "[::1]:8080"\n`, 'l4lb.yaml').dashboard).toEqual({ host: '::1', port: 8080 });
+    expect(parseConfig(eth0, 'l4lb.yaml').dashboard).toBeUndefined();
   });
 
   it('examples/l4lb-memory.yaml validates', () => {
@@ -101,7 +110,7 @@ describe('configuration files that are refused, with file, line, path and rule',
       'EINVAL_RANGE',
       'l4lb.yaml:13: services[0].backends[1].weight: must be an integer from 0 to 65535, got -1',
     ],
-    ['an unknown top-level key', `${memoryBalancer}servics: []\n`, 'EINVAL_UNKNOWN_FIELD', 'l4lb.yaml:8: servics: is not a setting of the file (known: balancer, services, control, metrics)'],
+    ['an unknown top-level key', `${memoryBalancer}servics: []\n`, 'EINVAL_UNKNOWN_FIELD', 'l4lb.yaml:8: servics: is not a setting of the file (known: balancer, services, control, metrics, dashboard)'],
     ['YAML syntax', services('  - address: [1\n'), 'EPARSE_CONFIG', 'l4lb.yaml:10: column 1: Flow sequence in block collection must be sufficiently indented and end with a ]'],
     ['a key written twice', services('  - address: 198.18.0.100\n    address: 198.18.0.101\n'), 'EPARSE_CONFIG', 'l4lb.yaml:10: column 5: Map keys must be unique'],
     ['port 0', services('  - { address: 198.18.0.100, port: 0 }\n'), 'EINVAL_RANGE', 'l4lb.yaml:9: services[0].port: must be an integer from 1 to 65535, got 0'],
@@ -174,6 +183,18 @@ describe('configuration files that are refused, with file, line, path and rule',
       `${eth0}metrics: localhost:9100\n`,
       'EINVAL_ADDRESS',
       'l4lb.yaml:2: metrics: must be "address:port" with an IPv4 address and a port 0..65535, got "localhost:9100"',
+    ],
+    [
+      'a dashboard on a host name',
+      `${eth0}dashboard: localhost:8080\n`,
+      'EINVAL_ADDRESS',
+      'l4lb.yaml:2: dashboard: must be "PORT" (on 127.0.0.1), "ADDRESS:PORT" or "[IPV6]:PORT" with a port 0..65535, got "localhost:8080"',
+    ],
+    [
+      'a dashboard port out of range',
+      `${eth0}dashboard: 80000\n`,
+      'EINVAL_ADDRESS',
+      'l4lb.yaml:2: dashboard: must be "PORT" (on 127.0.0.1), "ADDRESS:PORT" or "[IPV6]:PORT" with a port 0..65535, got 80000',
     ],
     ['a relative control socket', `${eth0}control: { socket: relative.sock }\n`, 'EINVAL_TYPE', 'l4lb.yaml:2: control.socket: must be an absolute path'],
     ['an unknown control setting', `${eth0}control: { port: 80 }\n`, 'EINVAL_UNKNOWN_FIELD', 'l4lb.yaml:2: control.port: is not a setting of control (known: socket)'],

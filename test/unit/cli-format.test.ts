@@ -73,7 +73,7 @@ const stats: LoadBalancerStats & { services: StatusService[] } = {
   ],
   repliesIngressPath: 42,
   repliesRouteDiffers: 1,
-  flows: { active: 3, capacity: 4096, counters: {} },
+  flows: { active: 3, capacity: 4096, memoryBytes: 332_480, slots: 9104, counters: {} },
   interfaces: [
     { name: 'eth1', rxPackets: 61_728, rxBytes: 49_382_716, txPackets: 1200, txBytes: 96_000, txDropped: 0, kernelDrops: 3, mode: 'tpacket_v2' },
     { name: 'eth2', rxPackets: 61_728, rxBytes: 49_382_716, txPackets: 2_501_500, txBytes: 123_456_789_012, txDropped: 5, kernelDrops: 0, mode: 'tpacket_v2' },

@@ -144,6 +144,16 @@ describe('planReload: what a running instance cannot change', () => {
     );
     expect(planReload(current, moved, { socketFromCommandLine: true, metricsFromCommandLine: true })).toEqual([]);
   });
+
+  it('dashboard, unless the command line fixed it; the same address written otherwise is not a change', () => {
+    const current = file(web(a), `${balancer}dashboard: 8080\n`);
+    const moved = file(web(a), `${balancer}dashboard: 127.0.0.1:8081\n`);
+    expect(refused(current, moved)).toBe(
+      'next.yaml:2: dashboard: cannot change while l4lb runs ({"host":"127.0.0.1","port":8080} -> {"host":"127.0.0.1","port":8081}); restart l4lb to move its dashboard listener',
+    );
+    expect(planReload(current, moved, { dashboardFromCommandLine: true })).toEqual([]);
+    expect(planReload(current, file(web(a), `${balancer}dashboard: "127.0.0.1:8080"\n`))).toEqual([]);
+  });
 });
 
 describe('comparison helpers', () => {

@@ -66,8 +66,11 @@ describe('system packages', () => {
     const unknown = spawnSync(process.execPath, ['tools/system-packages.mjs', '--check', 'nonsense'], { cwd: root, encoding: 'utf8' });
     expect(unknown.status).not.toBe(0);
     expect(unknown.stderr).toMatch(/unknown group "nonsense"/);
+    const browser = runBare('tools/system-packages.mjs', ['--check', 'browser']);
+    expect(browser.status).toBe(1);
+    expect(browser.stderr).toContain('"chromium" is not on the PATH: install Debian package chromium (apt-get install chromium)');
     // This machine (and CI, after .ci/run) has all of them.
-    const all = spawnSync(process.execPath, ['tools/system-packages.mjs', '--check', 'addon', 'cpp', 'fuzz', 'e2e', 'demo'], { cwd: root, encoding: 'utf8' });
+    const all = spawnSync(process.execPath, ['tools/system-packages.mjs', '--check', 'addon', 'cpp', 'fuzz', 'e2e', 'demo', 'browser'], { cwd: root, encoding: 'utf8' });
     expect(all.stderr).toBe('');
     expect(all.status).toBe(0);
   });

@@ -80,6 +80,8 @@ describe('validateLoadBalancerOptions', () => {
     ['workers a string', { ...good, workers: '2' }, { code: 'EINVAL_TYPE', path: 'workers', message: 'workers must be an integer from 1 to 64, got "2"' }],
     ['polling', { ...good, polling: 'lazy' }, { code: 'EINVAL_ENUM', path: 'polling', message: "polling must be one of 'adaptive', 'busy', got \"lazy\"" }],
     ['flow capacity', { ...good, flows: { capacity: 8 } }, { code: 'EINVAL_RANGE', path: 'flows.capacity', message: 'flows.capacity must be an integer from 16 to 67108864, got 8' }],
+    ['flow table sized twice', { ...good, flows: { capacity: 4096, memoryBytes: 1 << 20 } }, { code: 'EINVAL_CONFLICT', path: 'flows.memoryBytes', message: 'flows.memoryBytes sizes the table as flows.capacity does: give one of them' }],
+    ['flow table bytes', { ...good, flows: { memoryBytes: 4096 } }, { code: 'EINVAL_RANGE', path: 'flows.memoryBytes', message: 'flows.memoryBytes must be an integer from 131072 to 68719476736, got 4096' }],
     [
       'flow option typo',
       { ...good, flows: { udpTimeout: 5 } },
@@ -87,7 +89,7 @@ describe('validateLoadBalancerOptions', () => {
         code: 'EINVAL_UNKNOWN_FIELD',
         path: 'flows.udpTimeout',
         message:
-          'flows.udpTimeout is not an option of flows (known: capacity, tcpEstablishedTimeoutMs, udpTimeoutMs, tcpSynTimeoutMs, tcpClosingTimeoutMs, tcpClosedTimeoutMs)',
+          'flows.udpTimeout is not an option of flows (known: capacity, memoryBytes, tcpEstablishedTimeoutMs, udpTimeoutMs, tcpSynTimeoutMs, tcpClosingTimeoutMs, tcpClosedTimeoutMs)',
       },
     ],
     ['timeout zero', { ...good, flows: { udpTimeoutMs: 0 } }, { code: 'EINVAL_RANGE', path: 'flows.udpTimeoutMs', message: 'flows.udpTimeoutMs must be an integer from 1 to 4294967295, got 0' }],

@@ -2,8 +2,12 @@
 // lookup from either direction, TCP segments, touch, remove, sweep, clock
 // steps, persistence templates) run against a 32-slot table, so that buckets
 // overflow and eviction, expiry and reply-tuple conflicts happen constantly.
-// A std::map model predicts every result, and after every operation the
-// table's contents are reconciled with the model:
+// Half the flows and templates are IPv6: wide entries (an aligned pair of
+// slots) beside narrow ones, compact reverse entries (nat: the reply goes back
+// to the client) and full ones (fullnat: shared reply tuples).
+// A std::map model predicts every result (`full` only when no place is left
+// for the entries, counting the slots of evictable entries as free), and
+// after every operation the table's contents are reconciled with the model:
 //  - every flow the table holds is in the model, with the same backend and state;
 //  - a flow may only have disappeared if it was half-open or expired;
 //  - each forward entry with a reply tuple has exactly its reverse entry;
@@ -20,9 +24,15 @@ using namespace l4lb::core;
 
 namespace {
 
-constexpr uint32_t kFlows = 24;      // distinct forward tuples
-constexpr uint32_t kReplyPorts = 8;  // distinct reply tuples: shared between flows on purpose
-constexpr uint32_t kClients = 6;     // persistence templates
+constexpr uint32_t kFlows = 24;      // distinct forward tuples: 0..11 IPv4, 12..23 IPv6
+constexpr uint32_t kIpv6Flows = kFlows / 2;
+constexpr uint32_t kReplyPorts = 8;  // distinct reply tuples of each family: shared between flows on purpose
+// Reply ids: 0..7 IPv4 (shared), 8..15 IPv6 fullnat (shared), 16 + n the
+// IPv6 nat reply of flow n (back to its client: a compact entry, its own).
+constexpr uint32_t kCompactReplies = 2 * kReplyPorts;
+constexpr uint32_t kReplies = kCompactReplies + kFlows;
+constexpr uint32_t kClients = 6;     // persistence templates: 0..5 IPv4, 6..11 IPv6
+constexpr uint32_t kTemplates = 2 * kClients;
 constexpr uint32_t kService = 7;
 
 #define CHECK(condition)                                                          \
@@ -33,12 +43,49 @@ constexpr uint32_t kService = 7;
     }                                                                             \
   } while (0)
 
-FlowKey forward_key(uint32_t n) { return FlowKey::ipv4(6, 0xc6130001, static_cast<uint16_t>(1000 + n), 0xc6120064, 80); }
-FlowKey reply_key(uint32_t r) { return FlowKey::ipv4(6, 0xc6120102, 8080, 0xc6120101, static_cast<uint16_t>(20000 + r)); }
+bool is_ipv6_flow(uint32_t n) { return n >= kFlows - kIpv6Flows; }
+
+// 2001:db8:<group>::<low>
+struct Ipv6Address {
+  uint8_t bytes[16];
+};
+Ipv6Address ipv6_address(uint8_t group, uint8_t low) {
+  Ipv6Address a{{0x20, 0x01, 0x0d, 0xb8, 0, group}};
+  a.bytes[15] = low;
+  return a;
+}
+const Ipv6Address kClient6 = ipv6_address(1, 1);
+const Ipv6Address kVip6 = ipv6_address(0, 0x64);
+const Ipv6Address kBackend6 = ipv6_address(2, 2);
+const Ipv6Address kLocal6 = ipv6_address(2, 1);
+
+// A flow's number is its client port - 1000 in either family.
+FlowKey forward_key(uint32_t n) {
+  const uint16_t port = static_cast<uint16_t>(1000 + n);
+  if (is_ipv6_flow(n)) return FlowKey::ipv6(6, kClient6.bytes, port, kVip6.bytes, 80);
+  return FlowKey::ipv4(6, 0xc6130001, port, 0xc6120064, 80);
+}
+FlowKey reply_key(uint32_t r) {
+  if (r < kReplyPorts) return FlowKey::ipv4(6, 0xc6120102, 8080, 0xc6120101, static_cast<uint16_t>(20000 + r));
+  if (r < kCompactReplies) return FlowKey::ipv6(6, kBackend6.bytes, 8080, kLocal6.bytes, static_cast<uint16_t>(20000 + r));
+  return FlowKey::ipv6(6, kBackend6.bytes, 8080, kClient6.bytes, static_cast<uint16_t>(1000 + r - kCompactReplies));
+}
+// The reply tuple a shape byte picks for flow n: a shared one of its family,
+// or for IPv6 also its own compact one.
+uint32_t reply_for(uint32_t n, uint8_t shape) {
+  const uint32_t shared = (shape >> 3) % kReplyPorts;
+  if (!is_ipv6_flow(n)) return shared;
+  return shape & 0x40 ? kCompactReplies + n : kReplyPorts + shared;
+}
 FlowKey template_key(uint32_t c) {
+  if (c >= kClients) {
+    const Ipv6Address client = ipv6_address(9, static_cast<uint8_t>(c));
+    return FlowKey::persistence_template(kService, FlowKey::kIpv6, client.bytes);
+  }
   const uint8_t addr[4] = {198, 19, 9, static_cast<uint8_t>(c)};
   return FlowKey::persistence_template(kService, FlowKey::kIpv4, addr);
 }
+uint32_t template_of(const FlowKey& key) { return key.family == FlowKey::kIpv6 ? key.src_addr[15] : key.src_addr[3]; }
 
 struct ModelFlow {
   uint32_t backend;
@@ -66,19 +113,20 @@ class Harness {
   Harness() : table_(make_options()) {}
 
   void run(Input in) {
+    CHECK(table_.slot_count() <= 64);  // places are 64-bit masks of slots
     while (in.more()) {
       const uint8_t op = in.byte();
       switch (op % 10) {
         case 0: insert(in.byte() % kFlows, in.byte(), in.byte()); break;
         case 1: lookup_forward(in.byte() % kFlows); break;
-        case 2: lookup_reply(in.byte() % kReplyPorts); break;
+        case 2: lookup_reply(in.byte() % kReplies); break;
         case 3: segment(in.byte() % kFlows, in.byte()); break;
         case 4: remove(in.byte() % kFlows); break;
         case 5: sweep(in.byte()); break;
         case 6: now_ += in.byte(); break;
         case 7: touch(in.byte() % kFlows); break;
-        case 8: insert_template(in.byte() % kClients, in.byte(), in.byte()); break;
-        case 9: lookup_template(in.byte() % kClients); break;
+        case 8: insert_template(in.byte() % kTemplates, in.byte(), in.byte()); break;
+        case 9: lookup_template(in.byte() % kTemplates); break;
       }
       reconcile();
     }
@@ -110,7 +158,7 @@ class Harness {
     NewFlow wanted;
     wanted.key = forward_key(n);
     wanted.track_reverse = shape & 0x80;
-    const uint32_t r = (shape >> 3) % kReplyPorts;
+    const uint32_t r = reply_for(n, shape);
     wanted.reverse_key = reply_key(r);
     wanted.state = static_cast<FlowState>((shape & 0x7) % kFlowStateCount);
     wanted.backend_id = backend;
@@ -135,7 +183,14 @@ class Harness {
       }
     }
     if (result == FlowInsertResult::full) {
-      CHECK(no_room_for(wanted.key) || (wanted.track_reverse && no_room_for(wanted.reverse_key)));
+      const Room forward_room = room_for(wanted.key, is_ipv6_flow(n) ? 2 : 1);
+      if (!wanted.track_reverse) {
+        CHECK(forward_room.count == 0);
+      } else {
+        const bool room = disjoint_rooms(forward_room, room_for(wanted.reverse_key, r >= kReplyPorts && r < kCompactReplies ? 2 : 1));
+        if (room) dump(wanted);
+        CHECK(!room);
+      }
       return;
     }
     CHECK(result == FlowInsertResult::inserted);
@@ -148,26 +203,76 @@ class Harness {
     flows_[n] = ModelFlow{backend, wanted.state, now_, wanted.track_reverse, r, wanted.ingress_port};
   }
 
-  // `full` is only allowed when both candidate buckets hold live entries whose
-  // flows are neither half-open nor expired.
-  bool no_room_for(const FlowKey& key) const {
+  // Where an entry of `width` slots could go without moving anything: a slot
+  // (a wide entry: an aligned pair) of a candidate bucket whose slots are all
+  // empty or held by entries that may be evicted (their flow half-open or
+  // expired, a template expired). Each place is a mask of slots of the table.
+  struct Room {
+    uint64_t places[2 * FlowTable::kSlotsPerBucket];
+    size_t count = 0;
+  };
+  Room room_for(const FlowKey& key, uint32_t width) const {
+    Room room;
     uint32_t buckets[2];
     table_.candidate_buckets(table_.hash(key), &buckets[0], &buckets[1]);
     for (uint32_t bucket : buckets) {
+      const uint32_t base = bucket * FlowTable::kSlotsPerBucket;
+      bool freeable[FlowTable::kSlotsPerBucket];
       for (uint32_t i = 0; i < FlowTable::kSlotsPerBucket; ++i) {
         FlowSlotInfo info;
-        if (!table_.inspect(bucket * FlowTable::kSlotsPerBucket + i, &info)) return false;
-        if (info.kind == FlowEntryKind::persistence_template) {
-          if (expired(templates_.at(info.key.src_addr[3]))) return false;
+        if (!table_.inspect(base + i, &info)) {
+          freeable[i] = true;  // empty (a wide entry's tail is skipped with its head below)
           continue;
         }
-        FlowSlotInfo owner = info;
-        if (info.kind == FlowEntryKind::reverse) CHECK(table_.inspect(info.peer_slot, &owner));
-        const ModelFlow& flow = flows_.at(owner.key.src_port - 1000u);
-        if (flow.state == FlowState::tcp_syn_seen || expired(flow)) return false;
+        freeable[i] = evictable(info);
+        if (info.width == 2) {
+          CHECK(i % 2 == 0);  // wide entries take aligned pairs
+          freeable[i + 1] = freeable[i];
+          ++i;
+        }
+      }
+      for (uint32_t i = 0; i < FlowTable::kSlotsPerBucket; i += width) {
+        if (freeable[i] && (width == 1 || freeable[i + 1])) room.places[room.count++] = ((width == 2 ? 3ull : 1ull) << (base + i));
       }
     }
-    return true;
+    return room;
+  }
+  // `full` for one entry is allowed when it has no room; for a flow with a
+  // reverse entry, when no two places of its entries are disjoint.
+  static bool disjoint_rooms(const Room& a, const Room& b) {
+    for (size_t i = 0; i < a.count; ++i) {
+      for (size_t j = 0; j < b.count; ++j) {
+        if ((a.places[i] & b.places[j]) == 0) return true;
+      }
+    }
+    return false;
+  }
+
+  // The table as the model sees it, for a failed check.
+  void dump(const NewFlow& flow) const {
+    for (const FlowKey* key : {&flow.key, &flow.reverse_key}) {
+      uint32_t buckets[2];
+      table_.candidate_buckets(table_.hash(*key), &buckets[0], &buckets[1]);
+      std::fprintf(stderr, "key of port %u: buckets %u %u\n", key->src_port, buckets[0], buckets[1]);
+    }
+    for (uint32_t slot = 0; slot < table_.slot_count(); ++slot) {
+      FlowSlotInfo info;
+      if (!table_.inspect(slot, &info)) {
+        std::fprintf(stderr, "slot %2u: -\n", slot);
+        continue;
+      }
+      std::fprintf(stderr, "slot %2u: kind %d width %u state %d peer %u port %u evictable %d\n", slot,
+                   static_cast<int>(info.kind), info.width, static_cast<int>(info.state), info.peer_slot,
+                   info.key.src_port, static_cast<int>(evictable(info)));
+    }
+  }
+
+  bool evictable(const FlowSlotInfo& info) const {
+    if (info.kind == FlowEntryKind::persistence_template) return expired(templates_.at(template_of(info.key)));
+    FlowSlotInfo owner = info;
+    if (info.kind == FlowEntryKind::reverse) CHECK(table_.inspect(info.peer_slot, &owner));
+    const ModelFlow& flow = flows_.at(owner.key.src_port - 1000u);
+    return flow.state == FlowState::tcp_syn_seen || expired(flow);
   }
 
   bool lookup_forward(uint32_t n, Flow* found = nullptr) {
@@ -245,7 +350,7 @@ class Harness {
       return;
     }
     if (result == FlowInsertResult::full) {
-      CHECK(no_room_for(key));
+      CHECK(room_for(key, c >= kClients ? 2 : 1).count == 0);
       return;
     }
     CHECK(result == FlowInsertResult::inserted);
@@ -282,7 +387,7 @@ class Harness {
         continue;
       }
       if (info.kind == FlowEntryKind::persistence_template) {
-        const uint32_t c = info.key.src_addr[3];
+        const uint32_t c = template_of(info.key);
         CHECK(templates_.count(c) && templates_.at(c).backend == info.backend_id);
         CHECK(live_templates.insert(c).second);
         continue;
