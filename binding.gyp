@@ -47,7 +47,7 @@
             "product_dir": "<(PRODUCT_DIR)",
             "product_prefix": "",
             "sources": [
-              "<!@(node tools/native-sources.mjs af_xdp)"
+              "<!@(node tools/native-sources.mjs af_xdp xdp)"
             ],
             "actions": [
               {
@@ -101,9 +101,78 @@
           }
         ]
       ]
+    },
+    {
+      "target_name": "l4lb_dpdk",
+      "conditions": [
+        [
+          "dpdk==1",
+          {
+            "type": "shared_library",
+            "product_dir": "<(PRODUCT_DIR)",
+            "product_prefix": "",
+            "sources": [
+              "<!@(node tools/native-sources.mjs dpdk xdp)"
+            ],
+            "actions": [
+              {
+                "action_name": "dpdk_xdp_object",
+                "inputs": [
+                  "native/xdp/l4lb_xdp.c",
+                  "native/xdp/l4lb_xdp_maps.h",
+                  "tools/build-xdp-object.mjs"
+                ],
+                "outputs": [
+                  "<(INTERMEDIATE_DIR)/l4lb_dpdk_xdp_object.cc"
+                ],
+                "action": [
+                  "node",
+                  "tools/build-xdp-object.mjs",
+                  "native/xdp/l4lb_xdp.c",
+                  "<(INTERMEDIATE_DIR)/l4lb_dpdk_xdp_object.cc",
+                  "l4lb_dpdk_xdp_object",
+                  "-DL4LB_XDP_QUEUE_SOCKETS"
+                ],
+                "process_outputs_as_sources": 1
+              }
+            ],
+            "include_dirs": [
+              "native"
+            ],
+            "cflags!": [
+              "-fno-exceptions"
+            ],
+            "cflags_cc!": [
+              "-fno-exceptions",
+              "-std=gnu++17",
+              "-std=gnu++1y",
+              "-fno-rtti"
+            ],
+            "cflags_cc": [
+              "-std=c++20",
+              "-O2",
+              "-Wall",
+              "-Wextra",
+              "-fvisibility=hidden",
+              "-fvisibility-inlines-hidden"
+            ],
+            "cflags": [
+              "<!@(node tools/build-xdp-object.mjs --dpdk-cflags)"
+            ],
+            "libraries": [
+              "<!@(pkg-config --libs libdpdk libbpf)",
+              "-lrte_bus_vdev"
+            ]
+          },
+          {
+            "type": "none"
+          }
+        ]
+      ]
     }
   ],
   "variables": {
-    "af_xdp%": "<!(node tools/build-xdp-object.mjs --available)"
+    "af_xdp%": "<!(node tools/build-xdp-object.mjs --available)",
+    "dpdk%": "<!(node tools/build-xdp-object.mjs --dpdk-available)"
   }
 }

@@ -60,8 +60,9 @@ function parseArgs(argv: string[]): Args {
 
 // ---- the plan -------------------------------------------------------------------------
 
-// l4lb-METHOD runs over af_packet (the default driver), l4lb-af_xdp-METHOD over af_xdp.
-type UdpForwarder = 'mac-only' | 'mac-only-af_xdp' | `l4lb-${(typeof methods)[number]}` | 'l4lb-af_xdp-nat' | 'routing' | 'nftables-dnat';
+// l4lb-METHOD runs over af_packet (the default driver), l4lb-af_xdp-METHOD over af_xdp,
+// l4lb-dpdk-METHOD over dpdk (net_af_xdp vdevs).
+type UdpForwarder = 'mac-only' | 'mac-only-af_xdp' | `l4lb-${(typeof methods)[number]}` | 'l4lb-af_xdp-nat' | 'l4lb-dpdk-nat' | 'routing' | 'nftables-dnat';
 
 interface Plan {
   udp: Array<{ forwarder: UdpForwarder; frameSize: number; flows: number; atCalibratedRate: boolean }>;
@@ -76,7 +77,7 @@ interface Plan {
 type HogForwarder = 'l4lb-nat' | 'nftables-dnat';
 const hogForwarders: HogForwarder[] = ['l4lb-nat', 'nftables-dnat'];
 
-const udpForwarders: UdpForwarder[] = ['mac-only', 'mac-only-af_xdp', 'l4lb-nat', 'l4lb-af_xdp-nat', 'l4lb-fullnat', 'l4lb-dr', 'l4lb-ipip', 'l4lb-gre', 'routing', 'nftables-dnat'];
+const udpForwarders: UdpForwarder[] = ['mac-only', 'mac-only-af_xdp', 'l4lb-nat', 'l4lb-af_xdp-nat', 'l4lb-dpdk-nat', 'l4lb-fullnat', 'l4lb-dr', 'l4lb-ipip', 'l4lb-gre', 'routing', 'nftables-dnat'];
 const tcpForwarders: TcpForwarder[] = ['l4lb-nat', 'haproxy', 'routing', 'nftables-dnat'];
 const udpName = (s: { forwarder: string; frameSize: number; flows: number }) => `${s.forwarder}-${s.frameSize}b-${s.flows}f`;
 
@@ -85,7 +86,7 @@ function fullPlan(): Plan {
   for (const forwarder of udpForwarders) {
     for (const frameSize of [64, 1500]) {
       for (const flows of [1, 65536]) {
-        const paced = frameSize === 64 && ['l4lb-nat', 'l4lb-af_xdp-nat', 'l4lb-dr', 'l4lb-ipip', 'l4lb-gre', 'mac-only', 'mac-only-af_xdp'].includes(forwarder);
+        const paced = frameSize === 64 && ['l4lb-nat', 'l4lb-af_xdp-nat', 'l4lb-dpdk-nat', 'l4lb-dr', 'l4lb-ipip', 'l4lb-gre', 'mac-only', 'mac-only-af_xdp'].includes(forwarder);
         udp.push({ forwarder, frameSize, flows, atCalibratedRate: paced });
       }
     }
@@ -95,7 +96,7 @@ function fullPlan(): Plan {
 
 /** About two minutes: 64-byte frames, 65,536 flows, every forwarder; nat also with 1 flow and at the calibrated rate. */
 function quickPlan(): Plan {
-  const udp: Plan['udp'] = udpForwarders.map((forwarder) => ({ forwarder, frameSize: 64, flows: 65536, atCalibratedRate: forwarder === 'l4lb-nat' || forwarder === 'l4lb-af_xdp-nat' }));
+  const udp: Plan['udp'] = udpForwarders.map((forwarder) => ({ forwarder, frameSize: 64, flows: 65536, atCalibratedRate: forwarder === 'l4lb-nat' || forwarder === 'l4lb-af_xdp-nat' || forwarder === 'l4lb-dpdk-nat' }));
   udp.splice(1, 0, { forwarder: 'l4lb-nat', frameSize: 64, flows: 1, atCalibratedRate: false });
   return { udp, ipvs: true, storms: [], idle: true, hogs: hogForwarders, tcp: ['l4lb-nat', 'haproxy'], micro: true };
 }
@@ -251,20 +252,22 @@ async function main(): Promise<void> {
     const combinations = [...new Set(plan.udp.map((s) => `${s.frameSize}/${s.flows}`))];
     for (const combination of combinations) {
       const specs = plan.udp.filter((s) => `${s.frameSize}/${s.flows}` === combination);
-      for (const group of ['mac-only', 'mac-only-af_xdp', 'l4lb', 'l4lb-af_xdp', 'routing', 'nftables-dnat']) {
+      for (const group of ['mac-only', 'mac-only-af_xdp', 'l4lb', 'l4lb-af_xdp', 'l4lb-dpdk', 'routing', 'nftables-dnat']) {
+        const overDriver = (s: { forwarder: string }) => s.forwarder.startsWith('l4lb-af_xdp') || s.forwarder.startsWith('l4lb-dpdk');
         const groupSpecs = specs.filter((s) =>
-          group === 'l4lb' ? s.forwarder.startsWith('l4lb') && !s.forwarder.startsWith('l4lb-af_xdp') : group === 'l4lb-af_xdp' ? s.forwarder.startsWith('l4lb-af_xdp') : s.forwarder === group);
+          group === 'l4lb' ? s.forwarder.startsWith('l4lb') && !overDriver(s) : group.startsWith('l4lb-') ? s.forwarder.startsWith(group) : s.forwarder === group);
         if (groupSpecs.length === 0) continue;
         try {
           if (group === 'l4lb') balancer = await startBalancer(bed);
           if (group === 'l4lb-af_xdp') balancer = await startBalancer(bed, undefined, 'af_xdp');
+          if (group === 'l4lb-dpdk') balancer = await startBalancer(bed, undefined, 'dpdk');
           for (const spec of groupSpecs) {
             progress.next(udpName(spec));
             let forwarder: RunningForwarder | undefined;
             try {
               if (group === 'mac-only') forwarder = await macOnlyForwarder(binding, bed);
               else if (group === 'mac-only-af_xdp') forwarder = await macOnlyForwarder(binding, bed, 'af_xdp');
-              else if (group === 'l4lb' || group === 'l4lb-af_xdp') forwarder = await l4lbForwarder(balancer!, spec.forwarder.split('-').pop() as (typeof methods)[number], bed, spec.forwarder);
+              else if (group.startsWith('l4lb')) forwarder = await l4lbForwarder(balancer!, spec.forwarder.split('-').pop() as (typeof methods)[number], bed, spec.forwarder);
               else forwarder = await kernelForwarder(bed, group as 'routing' | 'nftables-dnat');
               report.scenarios.push(await runUdp(spec, forwarder));
             } catch (error) {

@@ -1,4 +1,4 @@
-// npm run demo [-- --method nat|fullnat|dr|ipip|gre] [--driver af_packet|af_xdp] [--duration SECONDS] [--plain]
+// npm run demo [-- --method nat|fullnat|dr|ipip|gre] [--driver af_packet|af_xdp|dpdk] [--duration SECONDS] [--plain]
 //                 [--dashboard [ADDRESS:]PORT | --no-dashboard]
 //
 // Builds a lab (client, balancer, three backends with HTTP and UDP servers),
@@ -23,7 +23,7 @@ import { BalancerProcess, VIP, backendAddresses, backendNames, demoFile, drTopol
 const program = new Command('npm run demo --')
   .description('l4lb balancing real traffic in network namespaces, with a backend failover midway')
   .addOption(new Option('--method <method>', 'forwarding method').choices(['nat', 'fullnat', 'dr', 'ipip', 'gre']).default('nat'))
-  .addOption(new Option('--driver <driver>', 'data-plane driver').choices(['af_packet', 'af_xdp']).default('af_packet'))
+  .addOption(new Option('--driver <driver>', 'data-plane driver').choices(['af_packet', 'af_xdp', 'dpdk']).default('af_packet'))
   .option('--duration <seconds>', 'how long traffic runs', (v) => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < 9 || n > 3600) throw new InvalidArgumentError('an integer from 9 to 3600');

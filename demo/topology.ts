@@ -27,7 +27,7 @@ export const backendNames = ['b1', 'b2', 'b3'];
 const link = { mtu: 1500 };
 
 /** The drivers the e2e suite runs over (describe.each). */
-export const drivers = ['af_packet', 'af_xdp'] as const satisfies readonly DriverName[];
+export const drivers = ['af_packet', 'af_xdp', 'dpdk'] as const satisfies readonly DriverName[];
 
 /**
  * What the balancer's links need for a driver: AF_XDP serves one receive

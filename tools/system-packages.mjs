@@ -14,7 +14,7 @@
 //   node tools/system-packages.mjs --check G... exit 1 naming every missing package of groups G
 //
 // Groups: addon (compile the addon), cpp (the C++ tests), fuzz (libFuzzer
-// sessions), e2e (namespaces, the AF_PACKET and AF_XDP drivers, real servers), demo,
+// sessions), e2e (namespaces, the AF_PACKET, AF_XDP and DPDK drivers, real servers), demo,
 // browser (the dashboard's tests in headless Chromium, and its screenshot).
 import { accessSync, constants, readdirSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
@@ -31,9 +31,10 @@ export const systemPackages = [
   { name: 'cmake', for: ['cpp'], command: 'cmake', why: 'the C++ tests and fuzz targets' },
   { name: 'libgtest-dev', for: ['cpp'], file: '/usr/include/gtest/gtest.h', why: 'GoogleTest for the C++ unit tests' },
   { name: 'clang', for: ['fuzz', 'e2e'], command: 'clang++', why: "libFuzzer builds (tools/cpp-tests.mjs --fuzz); the AF_XDP driver's XDP program (clang -target bpf)" },
-  { name: 'pkg-config', for: ['e2e'], command: 'pkg-config', why: 'finds libxdp and libbpf, so that the AF_XDP driver (l4lb_af_xdp.so) is built' },
+  { name: 'pkg-config', for: ['e2e'], command: 'pkg-config', why: 'finds libxdp, libbpf and libdpdk, so that the AF_XDP and DPDK drivers (l4lb_af_xdp.so, l4lb_dpdk.so) are built' },
   { name: 'libxdp-dev', for: ['e2e'], file: '/usr/include/xdp/xsk.h', why: 'AF_XDP sockets for the af_xdp driver (optional: without it the addon builds without that driver)' },
-  { name: 'libbpf-dev', for: ['e2e'], file: '/usr/include/bpf/libbpf.h', why: "loads and attaches the af_xdp driver's XDP program" },
+  { name: 'libbpf-dev', for: ['e2e'], file: '/usr/include/bpf/libbpf.h', why: "loads and attaches the af_xdp driver's XDP program; fills the dpdk driver's program maps" },
+  { name: 'libdpdk-dev', for: ['e2e'], file: '/usr/include/dpdk/rte_eal.h', why: 'DPDK for the dpdk driver (l4lb_dpdk.so; optional: without it the addon builds without that driver)' },
   { name: 'bird2', for: ['e2e'], command: 'bird', why: 'BIRD: route announcement of the VIPs over BGP (option bgp), its e2e test' },
   { name: 'chromium', for: ['browser'], command: 'chromium', why: "headless Chromium: the dashboard's browser tests and docs/dashboard.png (tools/dashboard-screenshot.ts)" },
   { name: 'libclang-rt-14-dev', for: ['fuzz'], file: '/usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a', why: "libFuzzer's runtime" },

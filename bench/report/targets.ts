@@ -91,6 +91,25 @@ export function evaluateTargets(r: BenchReport): Target[] {
     });
   }
 
+  // 2d. The DPDK driver over net_af_xdp vdevs: on veth it runs the same
+  // AF_XDP sockets through DPDK's poll-mode driver, so its CPU per packet is
+  // expected near af_xdp's (within 1.25x), with af_packet's beside it.
+  const dpdk = find(r, 'l4lb-dpdk-nat', 64, [65536, 1]);
+  const dpdkXdp = dpdk ? find(r, 'l4lb-af_xdp-nat', 64, [dpdk.flows]) : undefined;
+  const dpdkPacket = dpdk ? find(r, 'l4lb-nat', 64, [dpdk.flows]) : undefined;
+  if (dpdk?.addedNsPerPacket !== undefined && dpdkXdp?.addedNsPerPacket !== undefined) {
+    const ratio = dpdk.addedNsPerPacket / dpdkXdp.addedNsPerPacket;
+    const versusPacket = dpdkPacket?.addedNsPerPacket !== undefined ? dpdk.addedNsPerPacket / dpdkPacket.addedNsPerPacket : undefined;
+    targets.push({
+      name: `dpdk (net_af_xdp): nat, ${dpdk.flows} flows, 64 B, vs af_xdp and af_packet`,
+      target: "<= 1.25x af_xdp's CPU added per packet",
+      measured: `${ns(dpdk.addedNsPerPacket)} vs af_xdp ${ns(dpdkXdp.addedNsPerPacket)}: ${ratio.toFixed(2)}x` +
+        (versusPacket !== undefined ? `; vs af_packet ${ns(dpdkPacket!.addedNsPerPacket)}: ${versusPacket.toFixed(2)}x` : ''),
+      met: ratio <= 1.25,
+      ...(ratio > 1.25 ? { gap: `${(ratio / 1.25).toFixed(2)}x the limit` } : {}),
+    });
+  }
+
   // 3. Ahead of the kernel: nat below nftables DNAT's per-packet cost.
   const nft = nat ? find(r, 'nftables-dnat', 64, [nat.flows]) : undefined;
   if (nat?.addedNsPerPacket !== undefined && nft?.addedNsPerPacket !== undefined) {

@@ -45,7 +45,7 @@ export function udpService(method: Method): ServiceSpec {
 /** Flow capacity of the balancer for the steady-flow scenarios (the library's default). */
 export const defaultFlowCapacity = 262_144;
 
-export async function startBalancer(bed: Testbed, flowCapacity = defaultFlowCapacity, driver: 'af_packet' | 'af_xdp' = 'af_packet'): Promise<BalancerUnderTest> {
+export async function startBalancer(bed: Testbed, flowCapacity = defaultFlowCapacity, driver: 'af_packet' | 'af_xdp' | 'dpdk' = 'af_packet'): Promise<BalancerUnderTest> {
   await disableKernelForwarding(bed);
   return BalancerUnderTest.start(bed, { driver, flows: { capacity: flowCapacity }, localAddresses: FULLNAT_LOCAL } as never);
 }

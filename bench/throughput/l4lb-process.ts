@@ -39,7 +39,11 @@ export class BalancerUnderTest {
       workers: 1,
       polling: 'adaptive',
       ...options,
-      ...(options.driver === 'af_xdp' ? { afXdp: { ...options.afXdp, cpus: [bed.forwarderCpu] } } : { afPacket: { ...options.afPacket, cpus: [bed.forwarderCpu] } }),
+      ...(options.driver === 'af_xdp'
+        ? { afXdp: { ...options.afXdp, cpus: [bed.forwarderCpu] } }
+        : options.driver === 'dpdk'
+          ? { dpdk: { ...options.dpdk, cpus: [bed.forwarderCpu] } }
+          : { afPacket: { ...options.afPacket, cpus: [bed.forwarderCpu] } }),
     };
     const child = bed.lb.spawn(['taskset', '-c', String(bed.generatorCpu), process.execPath, '--import', 'tsx', runner, JSON.stringify(full)], {
       stdin: 'pipe',

@@ -7,7 +7,7 @@
 // Schema (docs/config.md has it in full, examples/l4lb.yaml is an example):
 //   balancer:  LoadBalancerOptions (interfaces, driver, workers, polling, flows,
 //              localAddresses, fullnatPorts, maxBackends, hashKey as 32 hex
-//              digits, checksums, answerEcho, memory, afPacket, afXdp)
+//              digits, checksums, answerEcho, memory, afPacket, afXdp, dpdk)
 //   services:  list of ServiceOptions, each with `backends:` (BackendOptions).
 //              Health checks as in the API; `expectBody`/`expectReply` are
 //              regular-expression strings; scheduler hooks and function

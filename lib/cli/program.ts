@@ -56,7 +56,7 @@ export function buildProgram(io: CliIo, setExitCode: (code: number) => void): Co
     .option('--metrics <address:port>', 'serve the Prometheus exposition at http://ADDRESS:PORT/metrics (overrides metrics: of the file)')
     .option('--dashboard <[address:]port>', 'serve the live dashboard at http://ADDRESS:PORT/ (PORT alone: on 127.0.0.1; overrides dashboard: of the file)')
     .option('--watch', 'also reload when the file changes')
-    .option('--driver <name>', 'data-plane driver instead of balancer.driver of the file: af_packet, af_xdp or memory')
+    .option('--driver <name>', 'data-plane driver instead of balancer.driver of the file: af_packet, af_xdp, dpdk or memory')
     .addHelpText(
       'after',
       `

@@ -6,7 +6,7 @@ import type { Backend } from '../backend.js';
 export type Protocol = 'tcp' | 'udp';
 export type Method = 'nat' | 'fullnat' | 'dr' | 'ipip' | 'gre';
 export type BuiltinScheduler = 'rr' | 'wrr' | 'lc' | 'wlc' | 'sh' | 'maglev';
-export type DriverName = 'af_packet' | 'af_xdp' | 'memory';
+export type DriverName = 'af_packet' | 'af_xdp' | 'dpdk' | 'memory';
 export type Polling = 'adaptive' | 'busy';
 export type BackendState = 'up' | 'down';
 export type ServiceState = 'up' | 'down';
@@ -111,7 +111,11 @@ export interface MemoryDriverOptions {
 export interface LoadBalancerOptions {
   /** Interfaces the data plane serves; their order is the port order of the snapshot. */
   interfaces: string[];
-  /** Default 'af_packet'; 'af_xdp' (zero-copy rewrite in UMEM, docs/af-xdp.md); 'memory' for tests and benchmarks without privileges. */
+  /**
+   * Default 'af_packet'; 'af_xdp' (zero-copy rewrite in UMEM, docs/af-xdp.md); 'dpdk' (DPDK poll-mode
+   * drivers, the kernel interfaces through net_af_xdp or net_af_packet vdevs, docs/dpdk.md); 'memory'
+   * for tests and benchmarks without privileges.
+   */
   driver?: DriverName;
   /** Poll threads (default 1, at most 64). */
   workers?: number;
@@ -153,6 +157,31 @@ export interface LoadBalancerOptions {
   afPacket?: AfPacketOptions;
   /** Tuning of driver 'af_xdp'. */
   afXdp?: AfXdpOptions;
+  /** Options of driver 'dpdk'. */
+  dpdk?: DpdkOptions;
+}
+
+export interface DpdkOptions {
+  /**
+   * How each of `interfaces` (kernel interfaces) becomes a DPDK port:
+   * 'af_xdp' (default: a net_af_xdp vdev running the balancer's XDP program,
+   * which takes only the balancer's frames from the kernel) or 'af_packet'
+   * (a net_af_packet vdev; the host guard's nftables rules keep the host
+   * stack out, as with driver 'af_packet').
+   */
+  vdev?: 'af_xdp' | 'af_packet';
+  /**
+   * Extra EAL arguments (e.g. ['-m', '1024'], ['--log-level', 'pmd.net.af_xdp:debug']).
+   * The EAL starts once per process, with the arguments of the first dpdk
+   * balancer; a later one with others fails with DriverError EDPDK_EAL_CONFLICT.
+   */
+  eal?: string[];
+  /** Use hugepages (default false: --no-huge --no-pci, memory from the heap; enough for vdevs). */
+  hugepages?: boolean;
+  /** Descriptors per receive and transmit queue (default 1024; a power of two, 64 to 16384). */
+  ringSize?: number;
+  /** Pin worker i to CPU cpus[i] (one per worker). */
+  cpus?: number[];
 }
 
 export interface AfXdpOptions {
@@ -369,7 +398,7 @@ export interface InterfaceStats {
   txDropped: number;
   /** Frames the kernel dropped before the workers saw them: the receive ring was full (PACKET_STATISTICS; AF_XDP: XDP_STATISTICS). */
   kernelDrops: number;
-  /** How the driver runs the interface: 'tpacket_v2' (af_packet), 'xdp_native' or 'xdp_generic' (af_xdp), 'memory'. */
+  /** How the driver runs the interface: 'tpacket_v2' (af_packet), 'xdp_native' or 'xdp_generic' (af_xdp), 'dpdk_af_xdp' or 'dpdk_af_packet' (dpdk), 'memory'. */
   mode: string;
 }
 

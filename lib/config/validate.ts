@@ -61,6 +61,14 @@ export interface NormalizedAfXdp {
   cpus?: number[];
 }
 
+export interface NormalizedDpdk {
+  vdev?: 'af_xdp' | 'af_packet';
+  eal?: string[];
+  hugepages?: boolean;
+  ringSize?: number;
+  cpus?: number[];
+}
+
 export interface NormalizedOptions {
   interfaces: string[];
   driver: DriverName;
@@ -74,6 +82,7 @@ export interface NormalizedOptions {
   fullnatPortsGiven: boolean;
   afPacket: NormalizedAfPacket | undefined;
   afXdp: NormalizedAfXdp | undefined;
+  dpdk: NormalizedDpdk | undefined;
   maxBackends: number;
   hashKey: Uint8Array | undefined;
   checksums: 'forward' | 'drop';
@@ -191,7 +200,7 @@ export const defaults = {
 } as const;
 
 /** Every driver's name, in the order docs and messages list them. */
-export const drivers: readonly DriverName[] = ['af_packet', 'af_xdp', 'memory'];
+export const drivers: readonly DriverName[] = ['af_packet', 'af_xdp', 'dpdk', 'memory'];
 const pollings: readonly Polling[] = ['adaptive', 'busy'];
 const protocols: readonly Protocol[] = ['tcp', 'udp'];
 const methods: readonly Method[] = ['nat', 'fullnat', 'dr', 'ipip', 'gre'];
@@ -328,6 +337,7 @@ const optionKeys = [
   'memory',
   'afPacket',
   'afXdp',
+  'dpdk',
   'bgp',
 ] as const;
 
@@ -432,6 +442,13 @@ export function validateLoadBalancerOptions(input: LoadBalancerOptions | unknown
     afXdp = validateAfXdp(o.afXdp, afXdpPath, workers);
   }
 
+  const dpdkPath = join(base, 'dpdk');
+  let dpdk: NormalizedDpdk | undefined;
+  if (o.dpdk !== undefined) {
+    if (driver !== 'dpdk') fail('EINVAL_CONFLICT', dpdkPath, "applies only to driver 'dpdk'", undefined, false);
+    dpdk = validateDpdk(o.dpdk, dpdkPath, workers);
+  }
+
   const memoryPath = join(base, 'memory');
   let memory: NormalizedMemory | undefined;
   if (driver === 'memory') {
@@ -459,6 +476,7 @@ export function validateLoadBalancerOptions(input: LoadBalancerOptions | unknown
     memory,
     afPacket,
     afXdp,
+    dpdk,
     bgp: o.bgp === undefined ? undefined : validateBgp(o.bgp, join(base, 'bgp')),
   };
 }
@@ -508,6 +526,31 @@ function validateBgp(input: unknown, path: string): NormalizedBgp {
     birdcPath: text(b.birdcPath, join(path, 'birdcPath'), 'birdc'),
     runDirectory,
   };
+}
+
+function validateDpdk(input: unknown, path: string, workers: number): NormalizedDpdk {
+  const d = object(input, path);
+  knownKeys(d, ['vdev', 'eal', 'hugepages', 'ringSize', 'cpus'], path, 'dpdk');
+  const out: NormalizedDpdk = {};
+  if (d.vdev !== undefined) out.vdev = oneOf(d.vdev, join(path, 'vdev'), ['af_xdp', 'af_packet'] as const, 'af_xdp');
+  if (d.eal !== undefined) {
+    out.eal = array(d.eal, join(path, 'eal')).map((arg, i) => {
+      if (typeof arg !== 'string' || arg.length === 0) fail('EINVAL_TYPE', join(join(path, 'eal'), i), 'must be a non-empty string', arg);
+      return arg as string;
+    });
+  }
+  if (d.hugepages !== undefined) out.hugepages = boolean(d.hugepages, join(path, 'hugepages'), false);
+  if (d.ringSize !== undefined) {
+    const size = integer(d.ringSize, join(path, 'ringSize'), limits.afXdpRingSizeMin, limits.afXdpRingSizeMax);
+    if ((size & (size - 1)) !== 0) fail('EINVAL_RANGE', join(path, 'ringSize'), 'must be a power of two', size);
+    out.ringSize = size;
+  }
+  if (d.cpus !== undefined) {
+    const cpus = array(d.cpus, join(path, 'cpus')).map((cpu, i) => integer(cpu, join(join(path, 'cpus'), i), 0, 4095));
+    if (cpus.length !== workers) fail('EINVAL_RANGE', join(path, 'cpus'), `must name one CPU per worker (${workers})`, cpus.length);
+    out.cpus = cpus;
+  }
+  return out;
 }
 
 function validateAfXdp(input: unknown, path: string, workers: number): NormalizedAfXdp {

@@ -4,12 +4,14 @@ import { DriverError } from '../errors.js';
 import type { DataPlaneDriver } from './driver.js';
 import { AfPacketDriver } from './af-packet.js';
 import { AfXdpDriver } from './af-xdp.js';
+import { DpdkDriver } from './dpdk.js';
 import { MemoryDriver } from './memory.js';
 
 export type { DataPlaneDriver, DriverContext, DriverInterface, DriverRoute, NextHop } from './driver.js';
 export { MemoryDriver, MemoryPort, type TakeOptions } from './memory.js';
 export { AfPacketDriver } from './af-packet.js';
 export { AfXdpDriver } from './af-xdp.js';
+export { DpdkDriver } from './dpdk.js';
 
 export async function createDriver(options: NormalizedOptions, onError: (error: DriverError) => void): Promise<DataPlaneDriver> {
   switch (options.driver) {
@@ -19,5 +21,7 @@ export async function createDriver(options: NormalizedOptions, onError: (error: 
       return AfPacketDriver.open(options, onError);
     case 'af_xdp':
       return AfXdpDriver.open(options, onError);
+    case 'dpdk':
+      return DpdkDriver.open(options, onError);
   }
 }

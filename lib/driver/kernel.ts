@@ -1,4 +1,4 @@
-// What the drivers over kernel interfaces (af_packet, af_xdp) share: the
+// What the drivers over kernel interfaces (af_packet, af_xdp, dpdk) share: the
 // interfaces, routes and neighbours learnt from the kernel (netlink, through
 // iproute2's JSON output), re-read when `ip monitor` reports a change, and
 // probes of unresolved next hops.

@@ -61,6 +61,17 @@ export interface NativeEngineOptions {
     /** Worker i runs on CPU cpus[i]. */
     cpus?: number[];
   };
+  /** DPDK ports (l4lb_dpdk.so at `library`): port i is interfaces[i] (a kernel interface through a vdev), then devices (EAL device strings). */
+  dpdk?: {
+    library: string;
+    interfaces?: string[];
+    devices?: string[];
+    vdev?: 'af_xdp' | 'af_packet';
+    eal?: string[];
+    hugepages?: boolean;
+    ringSize?: number;
+    cpus?: number[];
+  };
   /** AF_XDP ports (l4lb_af_xdp.so at `library`): port i is interfaces[i]. */
   afXdp?: {
     library: string;

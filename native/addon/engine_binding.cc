@@ -206,6 +206,35 @@ class EngineHandle : public Napi::ObjectWrap<EngineHandle> {
       }
       driver.af_xdp.worker_cpus = options.worker_cpus;
     }
+    if (o.Get("dpdk").IsObject()) {
+      Napi::Object d = o.Get("dpdk").As<Napi::Object>();
+      auto strings = [&](const char* key, std::vector<std::string>* out) {
+        if (d.Get(key).IsUndefined()) return true;
+        if (!d.Get(key).IsArray()) return false;
+        Napi::Array list = d.Get(key).As<Napi::Array>();
+        for (uint32_t i = 0; i < list.Length(); ++i) {
+          if (!list.Get(i).IsString()) return false;
+          out->push_back(list.Get(i).As<Napi::String>().Utf8Value());
+        }
+        return true;
+      };
+      if (!d.Get("library").IsString() || !strings("interfaces", &driver.dpdk.interfaces) || !strings("devices", &driver.dpdk.devices) ||
+          !strings("eal", &driver.dpdk.eal)) {
+        CodedError(env, "EINVAL", "Engine(options): dpdk needs library (a path); interfaces, devices and eal are arrays of strings")
+            .ThrowAsJavaScriptException();
+        return;
+      }
+      driver.name = "dpdk";
+      driver.dpdk.library = d.Get("library").As<Napi::String>().Utf8Value();
+      if (d.Get("vdev").IsString() && d.Get("vdev").As<Napi::String>().Utf8Value() == "af_packet") driver.dpdk.vdev = io::DpdkKernelVdev::af_packet;
+      driver.dpdk.hugepages = d.Get("hugepages").ToBoolean();
+      driver.dpdk.ring_size = OptionalUint32(d, "ringSize", driver.dpdk.ring_size);
+      if (d.Get("cpus").IsArray()) {
+        Napi::Array cpus = d.Get("cpus").As<Napi::Array>();
+        for (uint32_t i = 0; i < cpus.Length(); ++i) options.worker_cpus.push_back(cpus.Get(i).As<Napi::Number>().Int32Value());
+      }
+      driver.dpdk.worker_cpus = options.worker_cpus;
+    }
     io::PortError port_error;
     std::shared_ptr<io::Driver> made = io::make_driver(driver, &port_error);
     if (!made) {

@@ -16,6 +16,7 @@
 #include "io/af_xdp_options.h"
 #include "io/af_xdp_port.h"
 #include "io/driver.h"
+#include "io/xdp_selection.h"
 #include "xdp/l4lb_xdp_maps.h"
 
 struct bpf_object;
@@ -61,9 +62,7 @@ class AfXdpDriver final : public Driver {
   int sockets_map_ = -1, ports_map_ = -1, addresses_map_ = -1, services_map_ = -1, settings_map_ = -1;
   std::vector<std::unique_ptr<Umem>> umems_;                         // [worker]; outlive the ports
   std::vector<std::vector<std::unique_ptr<AfXdpPort>>> ports_;      // [worker][interface]
-  // What configure() last wrote, to delete what the next one drops.
-  std::unordered_map<uint32_t, uint32_t> addresses_;                 // network order -> L4LB_ADDRESS_*
-  std::vector<l4lb_service_key> services_;
+  XdpSelection selection_;
   std::atomic<uint64_t> map_errors_{0};
 };
 

@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "io/af_xdp_errors.h"
+#include "io/partial_checksum.h"
 
 namespace l4lb::io {
 
@@ -33,55 +34,6 @@ void add(std::atomic<uint64_t>& counter, uint64_t n) {
 }
 
 uint64_t chunk_of(uint64_t address) { return address & ~static_cast<uint64_t>(Umem::kFrameSize - 1); }
-
-uint16_t be16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
-
-// XDP carries no checksum state. A frame from a local stack on veth arrives
-// CHECKSUM_PARTIAL, its TCP/UDP checksum field holding only the folded
-// pseudo-header sum (the sender's kernel never completed it), and would
-// reach the backend as corrupt. Such a field is recognised by value, and the
-// frame marked partial for the core to complete (kFrameChecksumPartial, as
-// AF_PACKET's TP_STATUS_CSUMNOTREADY). A complete checksum that happens to
-// equal the pseudo-header sum is harmless: completing it recomputes the same
-// value (the sum over the segment with that field is ~field's complement).
-void mark_partial_checksum(core::Frame* frame) {
-  const uint8_t* p = frame->data;
-  const uint32_t len = frame->len;
-  uint32_t l3 = kEthernetHeaderLen;
-  uint16_t type = be16(p + 12);
-  for (int tags = 0; tags < 2 && (type == 0x8100 || type == 0x88a8); ++tags) {
-    if (len < l3 + kVlanTagLen) return;
-    type = be16(p + l3 + 2);
-    l3 += kVlanTagLen;
-  }
-  if (type != 0x0800 || len < l3 + 20) return;
-  const uint8_t* ip = p + l3;
-  const uint32_t header_len = (ip[0] & 0x0f) * 4u;
-  const uint32_t total_len = be16(ip + 2);
-  const uint8_t protocol = ip[9];
-  if ((ip[0] >> 4) != 4 || header_len < 20 || total_len < header_len || l3 + total_len > len) return;
-  if ((be16(ip + 6) & 0x3fff) != 0) return;  // a fragment: its checksum covers the whole datagram
-  uint32_t field;
-  if (protocol == 6) {
-    field = 16;
-  } else if (protocol == 17) {
-    field = 6;
-  } else {
-    return;
-  }
-  const uint32_t l4 = l3 + header_len;
-  const uint32_t l4_len = total_len - header_len;
-  if (l4_len < field + 2) return;
-  const uint16_t stored = be16(p + l4 + field);
-  if (stored == 0) return;  // UDP without a checksum
-  uint32_t sum = be16(ip + 12) + be16(ip + 14) + be16(ip + 16) + be16(ip + 18) + protocol + l4_len;
-  sum = (sum & 0xffff) + (sum >> 16);
-  sum = (sum & 0xffff) + (sum >> 16);
-  if (stored != sum) return;
-  frame->flags |= core::kFrameChecksumPartial;
-  frame->csum_start = static_cast<uint16_t>(l4);
-  frame->csum_offset = static_cast<uint16_t>(field);
-}
 
 }  // namespace
 

@@ -26,12 +26,24 @@
 
 #include "l4lb_xdp_maps.h"
 
+#ifdef L4LB_XDP_QUEUE_SOCKETS
+/* Built for DPDK's net_af_xdp (-DL4LB_XDP_QUEUE_SOCKETS, l4lb_dpdk.so): one
+ * program per interface, loaded by the vdev itself, which puts each queue's
+ * socket into the map named xsks_map at the queue's index. */
+struct {
+  __uint(type, BPF_MAP_TYPE_XSKMAP);
+  __uint(max_entries, L4LB_XDP_MAX_QUEUES);
+  __type(key, __u32);
+  __type(value, __u32);
+} xsks_map SEC(".maps");
+#else
 struct {
   __uint(type, BPF_MAP_TYPE_XSKMAP);
   __uint(max_entries, L4LB_XDP_MAX_PORTS * L4LB_XDP_MAX_QUEUES);
   __type(key, __u32);
   __type(value, __u32);
 } l4lb_sockets SEC(".maps");
+#endif
 
 /* ifindex -> port index */
 struct {
@@ -106,6 +118,11 @@ static __always_inline int malformed(void) {
 }
 
 static __always_inline int redirect(struct xdp_md *ctx) {
+#ifdef L4LB_XDP_QUEUE_SOCKETS
+  if (ctx->rx_queue_index >= L4LB_XDP_MAX_QUEUES) return pass();
+  count(L4LB_XDP_REDIRECTED);
+  return bpf_redirect_map(&xsks_map, ctx->rx_queue_index, XDP_DROP);
+#else
   __u32 ifindex = ctx->ingress_ifindex;
   __u32 *port = bpf_map_lookup_elem(&l4lb_ports, &ifindex);
   if (!port || ctx->rx_queue_index >= L4LB_XDP_MAX_QUEUES) return pass();
@@ -113,6 +130,7 @@ static __always_inline int redirect(struct xdp_md *ctx) {
   /* No socket on this queue (never with the driver's set-up): dropped, as
    * the balancer's traffic must not reach the host's stack. */
   return bpf_redirect_map(&l4lb_sockets, *port * L4LB_XDP_MAX_QUEUES + ctx->rx_queue_index, XDP_DROP);
+#endif
 }
 
 static __always_inline __u32 address_bits(__be32 address) {

@@ -3,7 +3,8 @@
 // health-check failover, and close() under traffic. Scheduler shares and
 // persistence are the core's and driver-independent: they run over
 // af_packet only; everything that depends on what the driver takes from the
-// kernel and leaves behind runs over both.
+// kernel and leaves behind runs over every driver (dpdk: its net_af_xdp
+// vdevs; its net_af_packet vdevs in a test of their own).
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Lab } from '../../lib/lab/index.js';
 import type { ServiceOptions } from '../../lib/index.js';
@@ -240,6 +241,33 @@ describe.each(drivers)('balancer behaviour through %s', (driver) => {
     const after = await runJson<LoadResult>(topology.client, 'servers/http-load.mjs', [VIP, 80, 30, 1]);
     expect(after.failures).toBe(0);
     expect(after.perBackend.b2 ?? 0).toBeGreaterThanOrEqual(9);
+  });
+
+  if (driver === 'dpdk') it('net_af_packet vdevs: nat through the host guard (60 connections, 5 MB intact from senders without aggregates), the host kernel silent, the guard removed on close', async () => {
+    lab = await createLab();
+    const topology = await routedTopology(lab, { driver });
+    await startBackends(topology);
+    await topology.balancer.setSysctl('net.ipv4.ip_forward', 1);
+    // net_af_packet has no virtio_net_hdr: a packet socket's frame must fit
+    // one of its ring slots, so the senders make no 64 KiB aggregates.
+    for (const host of [topology.client, ...topology.backends]) await host.exec(['ip', 'link', 'set', 'dev', 'eth0', 'gso_max_size', '1500']);
+    balancer = await natBalancer(driver, topology, { scheduler: 'rr' }, [1, 1, 1], { dpdk: { vdev: 'af_packet' } });
+    // A packet socket only taps: the host guard keeps the kernel out, and no XDP program is attached.
+    expect((await topology.balancer.exec(['nft', 'list', 'tables'])).stdout).toMatch(/l4lb_/);
+    expect((await topology.balancer.exec(['ip', '-d', 'link', 'show'])).stdout).not.toMatch(/prog\/xdp/);
+    const before = await nstat(topology.client, ['TcpInRsts', 'IcmpInMsgs']);
+    const load = await runJson<LoadResult>(topology.client, 'servers/http-load.mjs', [VIP, 80, 60, 2]);
+    expect(load.failures, load.firstError ?? '').toBe(0);
+    for (const name of ['b1', 'b2', 'b3']) expect(load.perBackend[name]).toBe(20);
+    const download = await runJson<{ intact: boolean }>(topology.client, 'servers/http-download.mjs', [VIP, 80, 5 * 1024 * 1024]);
+    expect(download.intact).toBe(true);
+    const after = await nstat(topology.client, ['TcpInRsts', 'IcmpInMsgs']);
+    for (const name of ['TcpInRsts', 'IcmpInMsgs']) expect((after[name] ?? 0) - (before[name] ?? 0), name).toBe(0);
+    const stats = await balancer.stats();
+    expect(stats.interfaces.map((i) => i.mode)).toEqual(['dpdk_af_packet', 'dpdk_af_packet']);
+    await balancer.close();
+    balancer = undefined;
+    expect((await topology.balancer.exec(['nft', 'list', 'tables'])).stdout).not.toMatch(/l4lb_/);
   });
 
   it(`close() during traffic stops the workers cleanly and removes ${driver === 'af_packet' ? 'the host guard' : 'the XDP program, leaving the interfaces as they were'}`, async () => {

@@ -108,12 +108,13 @@ describe.each(drivers.flatMap((driver) => [1, 2].map((workers) => ({ driver, wor
         if (c.method === 'ipip' || c.method === 'gre') expect(stats.counters.aggregatesSegmented).toBeGreaterThan(0);
         expect(stats.interfaces.map((i) => i.mode)).toEqual(topology.interfaces.map(() => 'tpacket_v2'));
       } else {
-        // A frame is one UMEM buffer: with an XDP program on a veth, the
-        // kernel stops handing it aggregates (the peer segments first), and
-        // the local stacks' partial checksums are completed by the core.
+        // A frame is one UMEM buffer (dpdk: one mbuf over net_af_xdp's UMEM):
+        // with an XDP program on a veth, the kernel stops handing it
+        // aggregates (the peer segments first), and the local stacks'
+        // partial checksums are completed by the core.
         expect(stats.counters.aggregates).toBe(0);
         expect(stats.counters.partialChecksumsCompleted).toBeGreaterThan(0);
-        expect(stats.interfaces.map((i) => i.mode)).toEqual(topology.interfaces.map(() => 'xdp_native'));
+        expect(stats.interfaces.map((i) => i.mode)).toEqual(topology.interfaces.map(() => (driver === 'dpdk' ? 'dpdk_af_xdp' : 'xdp_native')));
       }
       // Cut segments always fit; the only frames too big for a tunnel are
       // full-size segments of the client's, each answered with "fragmentation

@@ -45,7 +45,7 @@ async function watchDashboard(stdout: Readable): Promise<{ url: string; page: nu
   return { url, page, services, busyBackends };
 }
 
-describe.each(['af_packet', 'af_xdp'])('npm run demo -- --driver %s', (driver) => {
+describe.each(['af_packet', 'af_xdp', 'dpdk'])('npm run demo -- --driver %s', (driver) => {
   it('balances real traffic on every backend and shows the failover', async () => {
     await assertLabAvailable();
     const dir = mkdtempSync(join(tmpdir(), 'l4lb-demo-'));

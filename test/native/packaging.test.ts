@@ -5,9 +5,10 @@
 // packets through the memory driver exactly as this checkout's build does.
 // Extra shared objects built into build/Release (optional drivers,
 // docs/packaging.md) travel beside the prebuild: the AF_XDP driver,
-// l4lb_af_xdp.so, and a stand-in probe library; the addon itself links
-// neither libxdp nor libbpf, so it loads where they are missing. The
-// dashboard's page and assets ship too, and the installed copy serves them.
+// l4lb_af_xdp.so, the DPDK driver, l4lb_dpdk.so, and a stand-in probe
+// library; the addon itself links neither libxdp, libbpf nor DPDK, so it
+// loads where they are missing. The dashboard's page and assets ship too,
+// and the installed copy serves them.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -72,6 +73,7 @@ console.log(JSON.stringify({
   addon: resolveBindingPath(packageDir),
   probeLibrary: nativeLibraryPath('l4lb_optional_probe', packageDir),
   afXdpLibrary: nativeLibraryPath('l4lb_af_xdp', packageDir),
+  dpdkLibrary: nativeLibraryPath('l4lb_dpdk', packageDir),
 }));
 await lb.close();
 `;
@@ -97,6 +99,7 @@ describe('the packed package', () => {
     expect(listing).toContain(`package/${prebuildDir}/l4lb.node`);
     expect(listing).toContain(`package/${prebuildDir}/l4lb_optional_probe.so`);
     expect(listing).toContain(`package/${prebuildDir}/l4lb_af_xdp.so`);
+    expect(listing).toContain(`package/${prebuildDir}/l4lb_dpdk.so`);
     expect(listing).toContain('package/native/xdp/l4lb_xdp.c'); // compiled on install elsewhere
     expect(listing).toContain('package/tools/build-xdp-object.mjs');
     expect(listing).toContain('package/dist/index.js');
@@ -121,10 +124,11 @@ describe('the packed package', () => {
     expect(install.stderr).toMatch(new RegExp(`run l4lb@${version} install node_modules/l4lb node-gyp-build\\n[^]*run l4lb@${version} install \\{ code: 0`));
     const installed = join(app, 'node_modules/l4lb');
     expect(existsSync(join(installed, 'build')), 'the install compiled something').toBe(false);
-    expect(readdirSync(join(installed, prebuildDir)).sort()).toEqual(['l4lb.node', 'l4lb_af_xdp.so', 'l4lb_optional_probe.so']);
+    expect(readdirSync(join(installed, prebuildDir)).sort()).toEqual(['l4lb.node', 'l4lb_af_xdp.so', 'l4lb_dpdk.so', 'l4lb_optional_probe.so']);
     const linked = execFileSync('ldd', [join(installed, prebuildDir, 'l4lb.node')], { encoding: 'utf8' });
-    expect(linked).not.toMatch(/libxdp|libbpf/);
+    expect(linked).not.toMatch(/libxdp|libbpf|librte_/);
     expect(execFileSync('ldd', [join(installed, prebuildDir, 'l4lb_af_xdp.so')], { encoding: 'utf8' })).toMatch(/libxdp\.so/);
+    expect(execFileSync('ldd', [join(installed, prebuildDir, 'l4lb_dpdk.so')], { encoding: 'utf8' })).toMatch(/librte_ethdev\.so/);
     expect(readFileSync(join(installed, prebuildDir, 'l4lb_optional_probe.so')).subarray(0, 4)).toEqual(Buffer.from('\x7fELF', 'latin1'));
 
     const options = memoryOptions({ workers: 1 });
@@ -141,6 +145,7 @@ describe('the packed package', () => {
       addon: string;
       probeLibrary: string;
       afXdpLibrary: string;
+      dpdkLibrary: string;
       dashboard: Record<string, { status: number; type: string; bytes: number }>;
     };
     // The installed package's dashboard serves its page and assets (from lib/dashboard/assets of the tarball).
@@ -152,6 +157,7 @@ describe('the packed package', () => {
     expect(result.addon).toBe(join(installed, prebuildDir, 'l4lb.node'));
     expect(result.probeLibrary).toBe(join(installed, prebuildDir, 'l4lb_optional_probe.so'));
     expect(result.afXdpLibrary).toBe(join(installed, prebuildDir, 'l4lb_af_xdp.so'));
+    expect(result.dpdkLibrary).toBe(join(installed, prebuildDir, 'l4lb_dpdk.so'));
     expect(result.out).toHaveLength(1);
     const forwarded = Buffer.from(result.out[0]!, 'hex');
     expect(decode(forwarded)).toMatchObject({ dstMac: backendMac(7), dstAddress: backendAddress(7), dstPort: 8080 });

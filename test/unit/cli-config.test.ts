@@ -69,6 +69,12 @@ describe('configuration files that are accepted', () => {
     ]);
   });
 
+  it('balancer.driver takes dpdk with its dpdk options; dpdk options with another driver are refused', () => {
+    const dpdk = parseConfig('balancer: { interfaces: [eth0], driver: dpdk, dpdk: { vdev: af_packet, eal: [-m, "1024"], ringSize: 512 } }\n', 'l4lb.yaml');
+    expect(dpdk.normalizedBalancer).toMatchObject({ driver: 'dpdk', dpdk: { vdev: 'af_packet', eal: ['-m', '1024'], ringSize: 512 } });
+    expect(() => parseConfig('balancer: { interfaces: [eth0], dpdk: { vdev: af_xdp } }\n', 'l4lb.yaml')).toThrow(/dpdk: applies only to driver 'dpdk'/);
+  });
+
   it('balancer.driver takes af_xdp with its afXdp tuning; --driver (an override) replaces the file\'s driver', () => {
     const xdp = parseConfig('balancer: { interfaces: [eth0, eth1], driver: af_xdp, afXdp: { mode: native, ringSize: 4096 } }\n', 'l4lb.yaml');
     expect(xdp.normalizedBalancer).toMatchObject({ driver: 'af_xdp', afXdp: { mode: 'native', ringSize: 4096 } });

@@ -27,11 +27,13 @@ describe('native source list', () => {
     for (const source of listed) expect(existsSync(join(root, source)), source).toBe(true);
   });
 
-  it('is what binding.gyp compiles (the addon: every group but the optional driver af_xdp, which is l4lb_af_xdp.so) and what CMake reads', () => {
+  it('is what binding.gyp compiles (the addon: every group but the optional drivers af_xdp and dpdk, l4lb_af_xdp.so and l4lb_dpdk.so, each with group xdp) and what CMake reads', () => {
     const gyp = readFileSync(join(root, 'binding.gyp'), 'utf8');
-    const addonGroups = groups.filter((group) => group !== 'af_xdp');
+    const optional = ['af_xdp', 'dpdk', 'xdp'];
+    const addonGroups = groups.filter((group) => !optional.includes(group));
     expect(gyp).toContain(`<!@(node tools/native-sources.mjs ${addonGroups.join(' ')})`);
-    expect(gyp).toContain('<!@(node tools/native-sources.mjs af_xdp)');
+    expect(gyp).toContain('<!@(node tools/native-sources.mjs af_xdp xdp)');
+    expect(gyp).toContain('<!@(node tools/native-sources.mjs dpdk xdp)');
     const printed = execFileSync(process.execPath, [join(root, 'tools/native-sources.mjs'), ...groups], { encoding: 'utf8' })
       .trim()
       .split('\n')
