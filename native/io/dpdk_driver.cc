@@ -33,6 +33,9 @@ namespace l4lb::io {
 namespace {
 
 constexpr uint32_t kMaxQueues = L4LB_XDP_MAX_QUEUES;
+// A queue a dead process held: up to a second for the kernel to release it.
+constexpr int kBusyQueueAttempts = 20;
+constexpr useconds_t kBusyQueueRetryUs = 50'000;
 
 bool fail(PortError* error, const char* code, const std::string& message, int error_number = 0) {
   error->code = code;
@@ -147,7 +150,20 @@ bool DpdkDriver::open(uint32_t workers, PortError* error) {
   const uint32_t ring = options_.ring_size;
   if (ring < 64 || ring > 16384 || (ring & (ring - 1)) != 0) return fail(error, "EPORT_OPTIONS", "ring_size must be a power of two from 64 to 16384");
   if (!ensure_eal({options_.eal, options_.hugepages}, error)) return false;
+  // A queue a balancer held until it was killed stays taken until the
+  // kernel's deferred release of its AF_XDP socket runs; net_af_xdp then
+  // fails to create its socket. Try again, from nothing, for up to a second.
+  for (int attempt = 1;; ++attempt) {
+    if (open_devices(workers, error)) return true;
+    const bool queue_taken = options_.vdev == DpdkKernelVdev::af_xdp && error != nullptr && error->code == "EDPDK_PORT" &&
+                             error->message.rfind("receive queue", 0) == 0;
+    if (!queue_taken || attempt == kBusyQueueAttempts) return false;
+    usleep(kBusyQueueRetryUs);
+  }
+}
 
+bool DpdkDriver::open_devices(uint32_t workers, PortError* error) {
+  const uint32_t ring = options_.ring_size;
   bool ok = true;
   for (const std::string& interface : options_.interfaces) {
     if (!(ok = add_kernel_interface(interface, workers, error))) break;

@@ -54,6 +54,8 @@ class DpdkDriver final : public Driver {
     std::vector<int> map_fds;  // its maps, closed with the device
   };
 
+  // One attempt at adding, configuring and starting every device; nothing stays on failure.
+  bool open_devices(uint32_t workers, PortError* error);
   bool add_kernel_interface(const std::string& interface, uint32_t workers, PortError* error);
   bool add_device(const std::string& device, PortError* error);
   bool start_device(Device& device, uint32_t workers, PortError* error);
