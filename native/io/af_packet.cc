@@ -597,8 +597,7 @@ uint32_t AfPacketPort::rx_burst(core::Frame* frames, uint32_t max) {
     ++count;
   }
   if (count != 0) {
-    add(rx_packets_, count);
-    add(rx_bytes_, bytes);
+    counters_.received(count, bytes);
   }
   if (skipped_outgoing | truncated | aggregates) [[unlikely]] {
     add(rx_outgoing_skipped_, skipped_outgoing);
@@ -654,9 +653,8 @@ TxResult AfPacketPort::tx_burst_ring(core::Frame* frames, uint32_t count) {
     core::release_frames(&frame, 1);  // copied into the slot
   }
   if (queued != 0 || tx_backlog_) kick_tx_ring();
-  add(tx_packets_, queued);
-  add(tx_bytes_, bytes);
-  if (dropped != 0) add(tx_dropped_, dropped);
+  counters_.sent(queued, bytes);
+  counters_.dropped(dropped);
   return {queued, bytes};
 }
 
@@ -713,19 +711,13 @@ TxResult AfPacketPort::tx_burst_sendmmsg(core::Frame* frames, uint32_t count) {
     // its owner now (sent or not: a send failure is final here).
     core::release_frames(frames + batch_start, next - batch_start);
   }
-  add(tx_packets_, sent);
-  add(tx_bytes_, bytes);
-  if (dropped != 0) add(tx_dropped_, dropped);
+  counters_.sent(sent, bytes);
+  counters_.dropped(dropped);
   return {sent, bytes};
 }
 
 PortCounters AfPacketPort::counters() const {
-  PortCounters c;
-  c.rx_packets = rx_packets_.load(std::memory_order_relaxed);
-  c.rx_bytes = rx_bytes_.load(std::memory_order_relaxed);
-  c.tx_packets = tx_packets_.load(std::memory_order_relaxed);
-  c.tx_bytes = tx_bytes_.load(std::memory_order_relaxed);
-  c.tx_dropped = tx_dropped_.load(std::memory_order_relaxed);
+  PortCounters c = counters_.snapshot();
   tpacket_stats stats{};
   socklen_t length = sizeof(stats);
   if (getsockopt(fd_, SOL_PACKET, PACKET_STATISTICS, &stats, &length) == 0) {

@@ -170,7 +170,7 @@ class AfPacketPort final : public Port, private core::FrameOwner {
   std::unique_ptr<uint8_t[]> tx_vnet_headers_;  // one per message
 
   // One writer (the worker; kernel_drops: any thread calling counters()).
-  std::atomic<uint64_t> rx_packets_{0}, rx_bytes_{0}, tx_packets_{0}, tx_bytes_{0}, tx_dropped_{0};
+  PortCounterCells counters_;
   std::atomic<uint64_t> rx_outgoing_skipped_{0}, rx_truncated_{0}, rx_aggregates_{0}, tx_kicks_{0}, tx_kick_errors_{0};
   // PACKET_STATISTICS resets the kernel's counter on every read: each reader
   // adds the delta it took, so concurrent readers lose nothing.

@@ -29,10 +29,6 @@ constexpr int kMaxKicksPerBurst = 8;
 // most two of the core's bursts).
 constexpr uint32_t kTxBurstCapacity = 256;
 
-void add(std::atomic<uint64_t>& counter, uint64_t n) {
-  counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-}
-
 uint64_t chunk_of(uint64_t address) { return address & ~static_cast<uint64_t>(Umem::kFrameSize - 1); }
 
 }  // namespace
@@ -226,8 +222,7 @@ uint32_t AfXdpPort::rx_burst(core::Frame* frames, uint32_t max) {
   }
   next_rx_ = sockets == 0 ? 0 : (next_rx_ + 1) % sockets;
   if (count != 0) {
-    add(rx_packets_, count);
-    add(rx_bytes_, bytes);
+    counters_.received(count, bytes);
   }
   return count;
 }
@@ -235,7 +230,7 @@ uint32_t AfXdpPort::rx_burst(core::Frame* frames, uint32_t max) {
 TxResult AfXdpPort::tx_burst(core::Frame* frames, uint32_t count) {
   if (sockets_.empty()) {
     core::release_frames(frames, count);
-    add(tx_dropped_, count);
+    counters_.dropped(count);
     return {};
   }
   Socket& socket = *sockets_[0];
@@ -291,9 +286,8 @@ TxResult AfXdpPort::tx_burst(core::Frame* frames, uint32_t count) {
     xsk_ring_prod__submit(&socket.tx, ready);
     kick_tx();
   }
-  add(tx_packets_, ready);
-  add(tx_bytes_, bytes);
-  if (dropped != 0) add(tx_dropped_, dropped);
+  counters_.sent(ready, bytes);
+  counters_.dropped(dropped);
   return {ready, bytes};
 }
 
@@ -327,12 +321,7 @@ bool AfXdpPort::pending() const {
 }
 
 PortCounters AfXdpPort::counters() const {
-  PortCounters c;
-  c.rx_packets = rx_packets_.load(std::memory_order_relaxed);
-  c.rx_bytes = rx_bytes_.load(std::memory_order_relaxed);
-  c.tx_packets = tx_packets_.load(std::memory_order_relaxed);
-  c.tx_bytes = tx_bytes_.load(std::memory_order_relaxed);
-  c.tx_dropped = tx_dropped_.load(std::memory_order_relaxed);
+  PortCounters c = counters_.snapshot();
   for (const auto& socket : sockets_) {
     xdp_statistics stats{};
     socklen_t length = sizeof(stats);

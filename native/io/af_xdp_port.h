@@ -115,8 +115,7 @@ class AfXdpPort final : public Port {
   std::vector<uint64_t> tx_addresses_;
   std::vector<uint32_t> tx_lengths_;
 
-  // One writer (the worker).
-  std::atomic<uint64_t> rx_packets_{0}, rx_bytes_{0}, tx_packets_{0}, tx_bytes_{0}, tx_dropped_{0};
+  PortCounterCells counters_;
 };
 
 }  // namespace l4lb::io

@@ -20,10 +20,6 @@ constexpr uint32_t kBurst = 64;
 // A transmit queue that takes nothing this many times in a row is full.
 constexpr int kTxAttempts = 4;
 
-void add(std::atomic<uint64_t>& counter, uint64_t n) {
-  counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-}
-
 // Workers are threads of the engine, not EAL lcores: registered, a thread
 // gets an lcore id, and with it the mempools' per-lcore caches. Unregistered
 // when the thread ends.
@@ -111,8 +107,7 @@ uint32_t DpdkPort::rx_burst(core::Frame* frames, uint32_t max) {
   if (queues > 0) next_rx_ = (next_rx_ + 1) % queues;
   if (got > 0) {
     spec_.nap->traffic();
-    add(rx_packets_, got);
-    add(rx_bytes_, bytes);
+    counters_.received(got, bytes);
   }
   return got;
 }
@@ -183,20 +178,11 @@ TxResult DpdkPort::tx_burst(core::Frame* frames, uint32_t count) {
     result.packets += sent;
     result.bytes += bytes;
   }
-  add(tx_packets_, result.packets);
-  add(tx_bytes_, result.bytes);
-  if (dropped > 0) add(tx_dropped_, dropped);
+  counters_.sent(result.packets, result.bytes);
+  counters_.dropped(dropped);
   return result;
 }
 
-PortCounters DpdkPort::counters() const {
-  PortCounters c;
-  c.rx_packets = rx_packets_.load(std::memory_order_relaxed);
-  c.rx_bytes = rx_bytes_.load(std::memory_order_relaxed);
-  c.tx_packets = tx_packets_.load(std::memory_order_relaxed);
-  c.tx_bytes = tx_bytes_.load(std::memory_order_relaxed);
-  c.tx_dropped = tx_dropped_.load(std::memory_order_relaxed);
-  return c;
-}
+PortCounters DpdkPort::counters() const { return counters_.snapshot(); }
 
 }  // namespace l4lb::io

@@ -90,8 +90,7 @@ class DpdkPort final : public Port {
 
   DpdkPortSpec spec_;
   uint32_t next_rx_ = 0;  // the queue rx_burst starts with (fairness between queues)
-  // One writer (the worker).
-  std::atomic<uint64_t> rx_packets_{0}, rx_bytes_{0}, tx_packets_{0}, tx_bytes_{0}, tx_dropped_{0};
+  PortCounterCells counters_;
 };
 
 }  // namespace l4lb::io

@@ -95,8 +95,7 @@ uint32_t MemoryPort::rx_burst(core::Frame* frames, uint32_t max) {
     bytes += len;
   }
   rx_handed_out_ += n;
-  rx_packets_.fetch_add(n, std::memory_order_relaxed);
-  rx_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+  counters_.received(n, bytes);
   return n;
 }
 
@@ -130,21 +129,12 @@ TxResult MemoryPort::tx_burst(core::Frame* frames, uint32_t count) {
   }
   // Copied (or dropped): every buffer goes back to its owner now.
   core::release_frames(frames, count);
-  tx_packets_.fetch_add(sent, std::memory_order_relaxed);
-  tx_bytes_.fetch_add(bytes, std::memory_order_relaxed);
-  if (sent != count) tx_dropped_.fetch_add(count - sent, std::memory_order_relaxed);
+  counters_.sent(sent, bytes);
+  counters_.dropped(count - sent);
   return {sent, bytes};
 }
 
-PortCounters MemoryPort::counters() const {
-  PortCounters c;
-  c.rx_packets = rx_packets_.load(std::memory_order_relaxed);
-  c.rx_bytes = rx_bytes_.load(std::memory_order_relaxed);
-  c.tx_packets = tx_packets_.load(std::memory_order_relaxed);
-  c.tx_bytes = tx_bytes_.load(std::memory_order_relaxed);
-  c.tx_dropped = tx_dropped_.load(std::memory_order_relaxed);
-  return c;
-}
+PortCounters MemoryPort::counters() const { return counters_.snapshot(); }
 
 MemoryDriver::MemoryDriver(uint32_t interfaces, const MemoryPortOptions& options)
     : interfaces_(interfaces), options_(options), take_cursor_(interfaces, 0) {}

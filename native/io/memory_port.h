@@ -76,7 +76,7 @@ class MemoryPort final : public Port, private core::FrameOwner {
   uint32_t rx_handed_out_ = 0;         // slots handed out and not yet returned to the ring
   uint32_t rx_oldest_ = 0;             // ring position of the oldest of them
   std::vector<uint8_t> rx_released_;   // per ring position: released by its owner
-  std::atomic<uint64_t> rx_packets_{0}, rx_bytes_{0}, tx_packets_{0}, tx_bytes_{0}, tx_dropped_{0};
+  PortCounterCells counters_;
 };
 
 // Memory ports for every (worker, interface), with the kernel's fanout

@@ -11,6 +11,7 @@
 // original at once): a copy happens only across pools.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 
@@ -46,6 +47,40 @@ struct PortCounters {
     kernel_drops += other.kernel_drops;
     return *this;
   }
+};
+
+// The counters of one port, as its worker keeps them: one writer, so each
+// update is a relaxed load and store (no atomic read-modify-write on the
+// packet path), read at any time by the control thread.
+class PortCounterCells {
+ public:
+  void received(uint64_t packets, uint64_t bytes) {
+    add(rx_packets_, packets);
+    add(rx_bytes_, bytes);
+  }
+  void sent(uint64_t packets, uint64_t bytes) {
+    add(tx_packets_, packets);
+    add(tx_bytes_, bytes);
+  }
+  void dropped(uint64_t frames) {
+    if (frames != 0) add(tx_dropped_, frames);
+  }
+  // The port's counters without kernel_drops (the port adds what its kernel reports).
+  PortCounters snapshot() const {
+    PortCounters c;
+    c.rx_packets = rx_packets_.load(std::memory_order_relaxed);
+    c.rx_bytes = rx_bytes_.load(std::memory_order_relaxed);
+    c.tx_packets = tx_packets_.load(std::memory_order_relaxed);
+    c.tx_bytes = tx_bytes_.load(std::memory_order_relaxed);
+    c.tx_dropped = tx_dropped_.load(std::memory_order_relaxed);
+    return c;
+  }
+
+ private:
+  static void add(std::atomic<uint64_t>& counter, uint64_t n) {
+    counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  std::atomic<uint64_t> rx_packets_{0}, rx_bytes_{0}, tx_packets_{0}, tx_bytes_{0}, tx_dropped_{0};
 };
 
 struct TxResult {
