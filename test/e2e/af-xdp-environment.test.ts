@@ -4,31 +4,14 @@
 // is not touched.
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Host, Lab } from '../../lib/lab/index.js';
-import { createLab, fixture } from './support.js';
+import { holdBalancer, openBalancer, xdpAttached } from './driver-environment.js';
+import { createLab } from './support.js';
 
 let lab: Lab | undefined;
 afterEach(async () => {
   await lab?.destroy();
   lab = undefined;
 });
-
-interface Outcome {
-  ok?: boolean;
-  modes?: string[];
-  name?: string;
-  code?: string;
-  message?: string;
-}
-
-async function open(host: Host, spec: object, prefix: string[] = []): Promise<Outcome> {
-  const { stdout } = await host.exec([...prefix, process.execPath, '--import', 'tsx', fixture('af-xdp-open.ts'), JSON.stringify(spec)]);
-  return JSON.parse(stdout.trim().split('\n').pop()!) as Outcome;
-}
-
-async function xdpAttached(host: Host): Promise<string[]> {
-  const { stdout } = await host.exec(['ip', '-d', 'link', 'show']);
-  return [...stdout.matchAll(/prog\/xdp id \d+ name (\S+)/g)].map((m) => m[1]!);
-}
 
 async function balancerHost(): Promise<Host> {
   lab = await createLab();
@@ -44,20 +27,20 @@ async function balancerHost(): Promise<Host> {
 describe('af_xdp driver: environment', () => {
   it('native on veth; an interface without native XDP fails in mode native, runs generic in mode auto', async () => {
     const host = await balancerHost();
-    expect(await open(host, { interfaces: ['eth0'] })).toEqual({ ok: true, modes: ['xdp_native'] });
-    const refused = await open(host, { interfaces: ['eth0', 'bridge0'], afXdp: { mode: 'native' } });
+    expect(await openBalancer(host, 'af_xdp', { interfaces: ['eth0'] })).toEqual({ ok: true, modes: ['xdp_native'] });
+    const refused = await openBalancer(host, 'af_xdp', { interfaces: ['eth0', 'bridge0'], afXdp: { mode: 'native' } });
     expect(refused).toMatchObject({ name: 'DriverError', code: 'EXDP_UNSUPPORTED' });
     expect(refused.message).toMatch(/bridge0 has no native XDP support.*mode 'auto' or 'generic'/);
     expect(await xdpAttached(host)).toEqual([]);  // eth0's program went with the failure
-    expect(await open(host, { interfaces: ['eth0', 'bridge0'] })).toEqual({ ok: true, modes: ['xdp_native', 'xdp_generic'] });
-    expect(await open(host, { interfaces: ['nosuch0'] })).toMatchObject({ name: 'DriverError', code: 'ENO_INTERFACE' });
+    expect(await openBalancer(host, 'af_xdp', { interfaces: ['eth0', 'bridge0'] })).toEqual({ ok: true, modes: ['xdp_native', 'xdp_generic'] });
+    expect(await openBalancer(host, 'af_xdp', { interfaces: ['nosuch0'] })).toMatchObject({ name: 'DriverError', code: 'ENO_INTERFACE' });
     expect(await xdpAttached(host)).toEqual([]);
   });
 
   it('without CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN: EXDP_PERMISSION naming the capabilities', async () => {
     const host = await balancerHost();
     const drop = ['setpriv', '--bounding-set=-bpf,-net_admin,-sys_admin,-perfmon', '--inh-caps=-bpf,-net_admin,-sys_admin,-perfmon', '--'];
-    const outcome = await open(host, { interfaces: ['eth0'] }, drop);
+    const outcome = await openBalancer(host, 'af_xdp', { interfaces: ['eth0'] }, drop);
     expect(outcome).toMatchObject({ name: 'DriverError', code: 'EXDP_PERMISSION' });
     expect(outcome.message).toMatch(/CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF/);
     expect(await xdpAttached(host)).toEqual([]);
@@ -66,7 +49,7 @@ describe('af_xdp driver: environment', () => {
   it('a locked-memory limit below the UMEM, without CAP_IPC_LOCK: EXDP_MEMLOCK naming RLIMIT_MEMLOCK', async () => {
     const host = await balancerHost();
     const limit = ['prlimit', '--memlock=1048576', 'setpriv', '--bounding-set=-ipc_lock', '--inh-caps=-ipc_lock', '--'];
-    const outcome = await open(host, { interfaces: ['eth0'] }, limit);
+    const outcome = await openBalancer(host, 'af_xdp', { interfaces: ['eth0'] }, limit);
     expect(outcome).toMatchObject({ name: 'DriverError', code: 'EXDP_MEMLOCK' });
     expect(outcome.message).toMatch(/RLIMIT_MEMLOCK.*CAP_IPC_LOCK/);
     expect(await xdpAttached(host)).toEqual([]);
@@ -74,16 +57,16 @@ describe('af_xdp driver: environment', () => {
 
   it("a live balancer's interface is busy; a killed one's program is removed by the next open", async () => {
     const host = await balancerHost();
-    const holder = host.spawn([process.execPath, '--import', 'tsx', fixture('af-xdp-open.ts'), JSON.stringify({ interfaces: ['eth0'], hold: true })]);
+    const holder = holdBalancer(host, 'af_xdp', { interfaces: ['eth0'] });
     await holder.waitForLine(/"ok":true/, 20_000);
     expect(await xdpAttached(host)).toEqual(['l4lb_xdp']);
-    const busy = await open(host, { interfaces: ['eth0'] });
+    const busy = await openBalancer(host, 'af_xdp', { interfaces: ['eth0'] });
     expect(busy).toMatchObject({ name: 'DriverError', code: 'EXDP_BUSY' });
     expect(busy.message).toContain(`l4lb process ${holder.child.pid}`);
     holder.child.kill('SIGKILL');
     await holder.exited;
     expect(await xdpAttached(host)).toEqual(['l4lb_xdp']);  // left behind by the killed process
-    expect(await open(host, { interfaces: ['eth0'] })).toEqual({ ok: true, modes: ['xdp_native'] });
+    expect(await openBalancer(host, 'af_xdp', { interfaces: ['eth0'] })).toEqual({ ok: true, modes: ['xdp_native'] });
     expect(await xdpAttached(host)).toEqual([]);
   });
 });

@@ -4,31 +4,14 @@
 // one's is not touched.
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Host, Lab } from '../../lib/lab/index.js';
-import { createLab, fixture } from './support.js';
+import { holdBalancer, openBalancer, xdpAttached } from './driver-environment.js';
+import { createLab } from './support.js';
 
 let lab: Lab | undefined;
 afterEach(async () => {
   await lab?.destroy();
   lab = undefined;
 });
-
-interface Outcome {
-  ok?: boolean;
-  modes?: string[];
-  name?: string;
-  code?: string;
-  message?: string;
-}
-
-async function open(host: Host, spec: object): Promise<Outcome> {
-  const { stdout } = await host.exec([process.execPath, '--import', 'tsx', fixture('dpdk-open.ts'), JSON.stringify(spec)]);
-  return JSON.parse(stdout.trim().split('\n').pop()!) as Outcome;
-}
-
-async function xdpAttached(host: Host): Promise<string[]> {
-  const { stdout } = await host.exec(['ip', '-d', 'link', 'show']);
-  return [...stdout.matchAll(/prog\/xdp id \d+ name (\S+)/g)].map((m) => m[1]!);
-}
 
 async function balancerHost(): Promise<Host> {
   lab = await createLab();
@@ -41,22 +24,22 @@ async function balancerHost(): Promise<Host> {
 describe('dpdk driver: environment', () => {
   it("a live balancer's interface is busy; the program a killed one left is removed by the next open", async () => {
     const host = await balancerHost();
-    const holder = host.spawn([process.execPath, '--import', 'tsx', fixture('dpdk-open.ts'), JSON.stringify({ interfaces: ['eth0'], hold: true })]);
+    const holder = holdBalancer(host, 'dpdk', { interfaces: ['eth0'] });
     await holder.waitForLine(/"ok":true/, 30_000);
     expect(await xdpAttached(host)).toEqual(['l4lb_xdp']);
-    const busy = await open(host, { interfaces: ['eth0'] });
+    const busy = await openBalancer(host, 'dpdk', { interfaces: ['eth0'] });
     expect(busy).toMatchObject({ name: 'DriverError', code: 'EXDP_BUSY' });
     expect(busy.message).toContain(`l4lb process ${holder.child.pid}`);
     holder.child.kill('SIGKILL');
     await holder.exited;
     expect(await xdpAttached(host)).toEqual(['l4lb_xdp']); // left behind by the killed process
-    expect(await open(host, { interfaces: ['eth0'] })).toEqual({ ok: true, modes: ['dpdk_af_xdp'] });
+    expect(await openBalancer(host, 'dpdk', { interfaces: ['eth0'] })).toEqual({ ok: true, modes: ['dpdk_af_xdp'] });
     expect(await xdpAttached(host)).toEqual([]);
   });
 
   it('an EAL argument EAL refuses: EDPDK_EAL quoting its arguments and log, nothing left on the interface', async () => {
     const host = await balancerHost();
-    const outcome = await open(host, { interfaces: ['eth0'], dpdk: { eal: ['--no-such-eal-option'] } });
+    const outcome = await openBalancer(host, 'dpdk', { interfaces: ['eth0'], dpdk: { eal: ['--no-such-eal-option'] } });
     expect(outcome).toMatchObject({ name: 'DriverError', code: 'EDPDK_EAL' });
     expect(outcome.message).toContain('--no-such-eal-option');
     expect(outcome.message).toMatch(/fix dpdk\.eal/);
@@ -65,6 +48,6 @@ describe('dpdk driver: environment', () => {
 
   it('no such interface: ENO_INTERFACE naming it', async () => {
     const host = await balancerHost();
-    expect(await open(host, { interfaces: ['eth9'] })).toMatchObject({ name: 'DriverError', code: 'ENO_INTERFACE' });
+    expect(await openBalancer(host, 'dpdk', { interfaces: ['eth9'] })).toMatchObject({ name: 'DriverError', code: 'ENO_INTERFACE' });
   });
 });
