@@ -53,9 +53,8 @@ import {
   StatsReader,
   zeroBackendCounters,
 } from './shm/stats.js';
-import { numberToIpv4 } from './config/addresses.js';
+import { ipv4ToNumber, numberToIpv4 } from './config/addresses.js';
 import { BackendSlots } from './backend-slots.js';
-import { ipv4ToNumber } from './config/addresses.js';
 import { composeExplanation, type ExplainContext, timeoutForState, validateFlowTuple } from './insight/explain.js';
 import type { BackendRef, FlowEndReason, FlowEvent, FlowExplanation, FlowTuple, WhatIfChange, WhatIfResult } from './insight/types.js';
 import { type SchedulingBackend, whatIfResult } from './insight/what-if.js';

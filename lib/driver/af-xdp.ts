@@ -4,10 +4,9 @@
 // No host guard: the XDP program takes the balancer's frames from the
 // kernel (XDP_REDIRECT) instead of letting a socket tap them, so the host
 // stack never sees them (docs/af-xdp.md).
-import { existsSync } from 'node:fs';
 import type { NormalizedOptions } from '../config/validate.js';
 import { DriverError, type L4lbError } from '../errors.js';
-import { nativeLibraryPath, type NativeEngineOptions } from '../native/binding.js';
+import type { NativeEngineOptions } from '../native/binding.js';
 import { KernelDriver } from './kernel.js';
 
 /** The Debian packages the driver's library needs at run time, and to be built. */
@@ -29,12 +28,7 @@ export class AfXdpDriver extends KernelDriver {
 
   /** Reads the interfaces and the kernel's tables; rejects with EDRIVER_UNAVAILABLE when this installation has no AF_XDP driver. */
   static async open(options: NormalizedOptions, onError: (error: DriverError) => void = () => {}): Promise<AfXdpDriver> {
-    const library = nativeLibraryPath('l4lb_af_xdp');
-    if (!existsSync(library)) {
-      throw new DriverError('EDRIVER_UNAVAILABLE',
-        `driver 'af_xdp': ${library} was not built (it needs Debian packages ${buildPackages} when the addon is compiled): install them and rebuild (npm rebuild l4lb)`,
-        { path: 'driver' });
-    }
+    const library = KernelDriver.driverLibrary('l4lb_af_xdp', 'af_xdp', buildPackages);
     const driver = new AfXdpDriver(await KernelDriver.readInterfaces(options, 'af_xdp'), options, onError, library);
     await driver.readTables();
     return driver;

@@ -6,11 +6,10 @@
 // kernel, as the af_xdp driver's does; with net_af_packet the vdev only taps
 // frames, so the host guard keeps the host stack out, as with af_packet
 // (docs/dpdk.md).
-import { existsSync } from 'node:fs';
 import type { SnapshotInput } from '../config/snapshot.js';
 import type { NormalizedOptions } from '../config/validate.js';
 import { DriverError, type L4lbError } from '../errors.js';
-import { nativeLibraryPath, type NativeEngineOptions } from '../native/binding.js';
+import type { NativeEngineOptions } from '../native/binding.js';
 import type { DriverContext, DriverInterface } from './driver.js';
 import { HostGuardKeeper } from './host-guard-keeper.js';
 import { KernelDriver } from './kernel.js';
@@ -41,12 +40,7 @@ export class DpdkDriver extends KernelDriver {
 
   /** Reads the interfaces and the kernel's tables; rejects with EDRIVER_UNAVAILABLE when this installation has no DPDK driver. */
   static async open(options: NormalizedOptions, onError: (error: DriverError) => void = () => {}): Promise<DpdkDriver> {
-    const library = nativeLibraryPath('l4lb_dpdk');
-    if (!existsSync(library)) {
-      throw new DriverError('EDRIVER_UNAVAILABLE',
-        `driver 'dpdk': ${library} was not built (it needs Debian packages ${buildPackages} when the addon is compiled): install them and rebuild (npm rebuild l4lb)`,
-        { path: 'driver' });
-    }
+    const library = KernelDriver.driverLibrary('l4lb_dpdk', 'dpdk', buildPackages);
     const driver = new DpdkDriver(await KernelDriver.readInterfaces(options, 'dpdk'), options, onError, library);
     await driver.readTables();
     return driver;

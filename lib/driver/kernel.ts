@@ -3,15 +3,15 @@
 // iproute2's JSON output), re-read when `ip monitor` reports a change, and
 // probes of unresolved next hops.
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { promisify } from 'node:util';
-import { ipv4ToNumber } from '../config/addresses.js';
+import { ipv4ToNumber, prefixMask } from '../config/addresses.js';
 import type { NormalizedOptions } from '../config/validate.js';
 import { DriverError } from '../errors.js';
 import { probeNeighbour } from '../host/next-hops.js';
 import { TableMonitor } from '../host/table-monitor.js';
-import type { NativeEngineOptions } from '../native/binding.js';
+import { nativeLibraryPath, type NativeEngineOptions } from '../native/binding.js';
 import type { DataPlaneDriver, DriverContext, DriverInterface, DriverRoute, NextHop } from './driver.js';
-import { prefixMask } from '../config/addresses.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -95,6 +95,21 @@ export abstract class KernelDriver implements DataPlaneDriver {
     protected readonly options: NormalizedOptions,
     protected readonly onError: (error: DriverError) => void,
   ) {}
+
+  /**
+   * The path of an optional driver library (l4lb_af_xdp, l4lb_dpdk) built
+   * beside the addon; EDRIVER_UNAVAILABLE naming the build packages when this
+   * installation has none.
+   */
+  protected static driverLibrary(library: string, driver: string, buildPackages: string): string {
+    const path = nativeLibraryPath(library);
+    if (!existsSync(path)) {
+      throw new DriverError('EDRIVER_UNAVAILABLE',
+        `driver '${driver}': ${path} was not built (it needs Debian packages ${buildPackages} when the addon is compiled): install them and rebuild (npm rebuild l4lb)`,
+        { path: 'driver' });
+    }
+    return path;
+  }
 
   /** Reads the interfaces of the options (in this network namespace); a DriverError names what is missing. */
   protected static async readInterfaces(options: NormalizedOptions, driver: string): Promise<DriverInterface[]> {

@@ -2,12 +2,11 @@
 // directly (inject a frame, take what was transmitted), with a static
 // neighbour table and routes from the options. The engine, snapshot and
 // workers behind it are the ones AF_PACKET uses.
-import { ipv4ToNumber } from '../config/addresses.js';
+import { ipv4ToNumber, prefixMask } from '../config/addresses.js';
 import type { NormalizedMemory } from '../config/validate.js';
 import { StateError, ValidationError } from '../errors.js';
 import type { NativeEngine, NativeEngineOptions } from '../native/binding.js';
 import type { DataPlaneDriver, DriverInterface, DriverRoute, NextHop } from './driver.js';
-import { prefixMask } from '../config/addresses.js';
 
 interface RouteEntry {
   network: number;
