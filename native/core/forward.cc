@@ -522,6 +522,15 @@ void Forwarder::handle_to_vip(Frame& frame, PacketInfo& info, TxQueues& tx) {
       }
       forward_to_backend(frame, info, service_index, backend_index, &flow, tx);
       return;
+    case FlowInsertResult::contended:
+      // Another worker held the buckets for the whole bounded wait: most
+      // often it was creating this very flow (a SYN and the next segment
+      // taken by different workers). Follow its choice if it did.
+      if (!flows.lookup(fresh.key, hash, now_ms_, *res_.flow_counters, &flow,
+                        service->method == static_cast<uint8_t>(Method::fullnat))) {
+        break;
+      }
+      [[fallthrough]];
     case FlowInsertResult::exists: {
       // Another worker created this flow a moment ago: follow its choice.
       const uint32_t existing = config.backend_index_by_id(flow.backend_id);
@@ -537,23 +546,6 @@ void Forwarder::handle_to_vip(Frame& frame, PacketInfo& info, TxQueues& tx) {
       // sharing a backend and a client port). Its replies would be ambiguous.
       drop(DropReason::reply_tuple_in_use);
       return;
-    case FlowInsertResult::contended: {
-      // Another worker held the buckets for the whole bounded wait: most
-      // often it was creating this very flow (a SYN and the next segment
-      // taken by different workers). Follow its choice if it did.
-      Flow existing;
-      if (flows.lookup(fresh.key, hash, now_ms_, *res_.flow_counters, &existing,
-                       service->method == static_cast<uint8_t>(Method::fullnat))) {
-        const uint32_t index = config.backend_index_by_id(existing.backend_id);
-        if (index == shm::kNone) {
-          drop(DropReason::no_backend);
-          return;
-        }
-        forward_to_backend(frame, info, service_index, index, &existing, tx);
-        return;
-      }
-      break;
-    }
     case FlowInsertResult::full:
       break;
   }
